@@ -1,0 +1,61 @@
+# Two commands do everything (see README.md):
+#   make lab    bring up two simulated Sparks, run site.yml and validate-link.yml
+#   make test   lint, unit tests, molecule (what CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+LAB_INVENTORY ?= inventory/lab
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv docker lab-up lab lab-down lab-status lint unit molecule test clean
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(BIN)/.stamp: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Python >= 3.11 is needed" >&2; exit 1; }
+	@echo "==> virtual environment $(VENV) (requirements.txt)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+
+venv: $(BIN)/.stamp ## create the virtual environment (reused when requirements.txt is unchanged)
+
+docker: ## make sure a Docker engine answers (installs docker.io on a bare machine)
+	@bash scripts/ensure-docker.sh
+
+lab-up: venv docker ## build the lab image (if its recipe changed) and start the lab nodes
+	$(BIN)/python lab/spark_lab.py up --inventory $(LAB_INVENTORY)
+
+lab: lab-up ## THE MAIN JOB: lab up, site.yml, validate-link.yml, print the report
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) site.yml
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) validate-link.yml
+	@echo "==> link report: $(CURDIR)/reports/link-latest.md (also .json, .png)"
+
+lab-down: venv ## remove the lab nodes, their network and cables
+	$(BIN)/python lab/spark_lab.py down --inventory $(LAB_INVENTORY)
+
+lab-status: venv ## show the lab nodes and their rails
+	$(BIN)/python lab/spark_lab.py status --inventory $(LAB_INVENTORY)
+
+lint: venv ## yamllint, ansible-lint (production profile), syntax checks
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml
+	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml
+
+unit: venv ## unit tests of library/, module_utils/ and the lab tool
+	$(BIN)/python -m pytest -q tests/unit tests/lab
+
+molecule: venv docker ## the lab end to end: converge, idempotence, verify (testinfra), faults
+	$(BIN)/molecule test --all
+
+test: lint unit molecule ## everything CI runs
+
+clean: lab-down ## lab down and remove the venv
+	rm -rf $(VENV) .cache

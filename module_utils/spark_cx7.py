@@ -1,0 +1,227 @@
+"""ConnectX-7 discovery from sysfs and netlink.
+
+A DGX Spark's ConnectX-7 shows each physical QSFP port as two netdevs and two RDMA
+devices ("twins", one per PCIe x4 link). Names differ between machines (rocep1s0f1,
+mlx5_0, ...), so everything is read from sysfs, never assumed:
+
+- a netdev is a ConnectX netdev when ``class/net/<n>/device/driver`` is mlx5_core;
+- its RDMA twin is the ``class/infiniband/<hca>`` whose ``device/net/`` holds it;
+- its physical port comes from ``phys_port_name`` ("p1" -> 1), else from the PCI
+  function number, else from a trailing ``np<N>`` in the name (lab veths).
+
+Addresses come from netlink (``spark_netlink``). ``discover()`` returns plain data.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+MLX5_DRIVER = "mlx5_core"
+PORT_NAME_RE = re.compile(r"^p(\d+)$")
+NAME_PORT_RE = re.compile(r"np(\d+)$")
+
+
+def read_text(path):
+    """Stripped contents of a sysfs attribute, None when it cannot be read
+    (real kernels fail reads of carrier/speed on down links with EINVAL)."""
+    try:
+        return pathlib.Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def read_int(path):
+    value = read_text(path)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def link_basename(path):
+    """Basename of a symlink's target, None when it is not a link."""
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None
+
+
+def parse_carrier(value):
+    """'1' -> True, '0' -> False, unreadable -> None."""
+    if value is None:
+        return None
+    return value == "1"
+
+
+def parse_speed(value):
+    """Mb/s as int; -1 (unknown, link down) and unreadable -> None."""
+    try:
+        speed = int(value)
+    except (TypeError, ValueError):
+        return None
+    return speed if speed >= 0 else None
+
+
+def pci_function(pci):
+    """'0000:01:00.1' -> 1; None when not a PCI address."""
+    if not pci or "." not in pci:
+        return None
+    try:
+        return int(pci.rsplit(".", 1)[1], 16)
+    except ValueError:
+        return None
+
+
+def physical_port(phys_port_name, pci, name):
+    """The QSFP port number: phys_port_name 'p<N>', else the PCI function, else a
+    trailing 'np<N>' in the netdev name; None if none of them tells."""
+    match = PORT_NAME_RE.match(phys_port_name or "")
+    if match:
+        return int(match.group(1))
+    function = pci_function(pci)
+    if function is not None:
+        return function
+    match = NAME_PORT_RE.search(name or "")
+    if match:
+        return int(match.group(1))
+    return None
+
+
+def rdma_twins(sysfs_root):
+    """netdev name -> RDMA device name, from class/infiniband/*/device/net/*."""
+    base = pathlib.Path(sysfs_root) / "class" / "infiniband"
+    twins = {}
+    if not base.is_dir():
+        return twins
+    for hca in sorted(base.iterdir()):
+        net = hca / "device" / "net"
+        if not net.is_dir():
+            continue
+        for netdev in sorted(net.iterdir()):
+            twins.setdefault(netdev.name, hca.name)
+    return twins
+
+
+def rdma_devices(sysfs_root):
+    base = pathlib.Path(sysfs_root) / "class" / "infiniband"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir())
+
+
+def netdev_names(sysfs_root):
+    base = pathlib.Path(sysfs_root) / "class" / "net"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir())
+
+
+def netdev_driver(sysfs_root, name):
+    return link_basename(pathlib.Path(sysfs_root) / "class" / "net" / name / "device" / "driver")
+
+
+def split_addresses(entries):
+    """netlink address entries -> {'ipv4': ['a.b.c.d/nn', ...], 'ipv6': [...]}."""
+    result = {"ipv4": [], "ipv6": []}
+    for entry in entries:
+        key = "ipv4" if entry["family"] == 4 else "ipv6"
+        result[key].append(f"{entry['address']}/{entry['prefixlen']}")
+    return result
+
+
+def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
+    """One netdev as a dict, from sysfs where it is readable, else from the netlink
+    link entry ``link`` (a dict of ``links()``), else None."""
+    link = link or {}
+    path = pathlib.Path(sysfs_root) / "class" / "net" / name
+    pci = link_basename(path / "device")
+    operstate = read_text(path / "operstate")
+    operstate = operstate.upper() if operstate else link.get("operstate")
+    carrier = parse_carrier(read_text(path / "carrier"))
+    if carrier is None and link:
+        carrier = bool(link.get("carrier"))
+    mtu = read_int(path / "mtu")
+    if mtu is None:
+        mtu = link.get("mtu")
+    mac = read_text(path / "address") or link.get("mac")
+    addresses = split_addresses(net.addresses(name)) if net is not None else split_addresses([])
+    return {
+        "name": name,
+        "pci": pci,
+        "driver": netdev_driver(sysfs_root, name),
+        "operstate": operstate,
+        "carrier": carrier,
+        "speed_mbps": parse_speed(read_text(path / "speed")),
+        "mtu": mtu,
+        "mac": mac,
+        "addresses": addresses,
+        "rdma_device": rdma_device,
+        "port": physical_port(read_text(path / "phys_port_name"), pci, name),
+        "cabled": carrier is True,
+    }
+
+
+def group_ports(netdevs):
+    """netdev entries -> [{port, netdevs, rdma_devices, cabled}] sorted by port."""
+    ports = {}
+    for entry in netdevs:
+        port = ports.setdefault(
+            entry["port"],
+            {"port": entry["port"], "netdevs": [], "rdma_devices": [], "cabled": False},
+        )
+        port["netdevs"].append(entry["name"])
+        if entry["rdma_device"]:
+            port["rdma_devices"].append(entry["rdma_device"])
+        port["cabled"] = port["cabled"] or entry["cabled"]
+    return sorted(ports.values(), key=lambda p: (p["port"] is None, p["port"] or 0))
+
+
+def _sort_key(entry):
+    return (entry["pci"] is None, entry["pci"] or "", entry["name"])
+
+
+def discover(sysfs_root="/sys", net=None, fallback_interfaces=()):
+    """ConnectX-7 netdevs, their RDMA twins and QSFP ports.
+
+    net: a NetlinkReader-like object (addresses, links); None opens a real
+    NetlinkReader (needs pyroute2). When no mlx5_core netdev exists (the lab's veths),
+    the names in ``fallback_interfaces`` are described instead (source 'fallback') and
+    the absent ones listed in ``missing``.
+    """
+    if net is None:
+        try:
+            from ansible.module_utils.spark_netlink import NetlinkReader
+        except ImportError:  # standalone: node-side pre-start check
+            from spark_netlink import NetlinkReader
+        with NetlinkReader() as reader:
+            return discover(sysfs_root, reader, fallback_interfaces)
+
+    twins = rdma_twins(sysfs_root)
+    names = [n for n in netdev_names(sysfs_root) if netdev_driver(sysfs_root, n) == MLX5_DRIVER]
+    missing = []
+    if names:
+        source = "sysfs"
+        netdevs = [describe_netdev(sysfs_root, n, net, rdma_device=twins.get(n)) for n in names]
+        netdevs.sort(key=_sort_key)
+    else:
+        source = "fallback"
+        present = set(netdev_names(sysfs_root))
+        links = {link["name"]: link for link in net.links()}
+        netdevs = []
+        for name in fallback_interfaces:
+            if name not in present and name not in links:
+                missing.append(name)
+                continue
+            netdevs.append(describe_netdev(sysfs_root, name, net, link=links.get(name)))
+
+    return {
+        "source": source,
+        "netdevs": netdevs,
+        "by_name": {entry["name"]: entry for entry in netdevs},
+        "ports": group_ports(netdevs),
+        "rdma_present": bool(rdma_devices(sysfs_root)),
+        "rdma_devices": sorted(e["rdma_device"] for e in netdevs if e["rdma_device"]),
+        "missing": missing,
+    }

@@ -1,0 +1,382 @@
+"""The link report: one dict (JSON), its Markdown rendering and a PNG bar chart.
+
+``build_report`` turns the raw probe results of ``library/link_probe.py`` (as the
+role collected them) into the report dict, with all verdicts from
+``spark_linkprobe``. ``write_report`` writes ``link-<UTC stamp>.{json,md,png}`` and
+points ``link-latest.*`` at them. Plain Python 3.11+; matplotlib only for the PNG
+(imported lazily, Agg backend).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+
+from ansible.module_utils.spark_linkprobe import (
+    FAIL, NOT_MEASURED, PASS, STALE, ceiling_explanation, direction_verdict,
+    mtu_check, ping_verdict, rail_verdict, rdma_verdict, tcp_verdict,
+    thresholds_with_defaults,
+)
+
+SCHEMA = "spark-link-report"
+SCHEMA_VERSION = 1
+PROBE_KINDS = ("ping", "ping_df", "tcp_single", "tcp_parallel", "rdma")
+
+
+def _g(mapping, *keys):
+    """Nested get that tolerates None on the way."""
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def _link(links, host, rail):
+    rails = (links or {}).get(host) or []
+    return rails[rail] if rail < len(rails) else {}
+
+
+def _line_rate(links, pair, override):
+    """The link's ceiling: override (Gb/s) or the lower sysfs speed of both ends."""
+    if override:
+        return float(override), "variable link_validation_line_rate_gbps"
+    speeds = []
+    for host, rail in ((pair["src_host"], pair["rail"]), (pair["dst_host"], pair["rail"])):
+        mbps = _link(links, host, rail).get("speed_mbps")
+        if isinstance(mbps, (int, float)) and mbps > 0:
+            speeds.append(mbps / 1000.0)
+    if speeds:
+        return min(speeds), "sysfs /sys/class/net/<if>/speed"
+    return None, "unknown (no sysfs speed; set link_validation_line_rate_gbps)"
+
+
+def _rdma_not_measured_reason(links, pair, probe):
+    if probe and probe.get("reason"):
+        return probe["reason"]
+    missing = [h for h in (pair["src_host"], pair["dst_host"])
+               if not _link(links, h, pair["rail"]).get("rdma_device")]
+    if missing:
+        return "no RDMA device for this rail on %s (/sys/class/infiniband)" % ", ".join(missing)
+    return "RDMA probe did not run"
+
+
+def build_direction(pair, probes, links, thresholds):
+    """One direction of one rail: measurements, per-check verdicts, verdict."""
+    th = thresholds_with_defaults(thresholds)
+    pid = pair["id"]
+    ping = probes.get("ping", {}).get(pid)
+    ping_df = probes.get("ping_df", {}).get(pid)
+    single = _g(probes.get("tcp_single", {}).get(pid), "sum")
+    parallel = _g(probes.get("tcp_parallel", {}).get(pid), "sum")
+    rdma_probe = probes.get("rdma", {}).get(pid)
+    src_link = _link(links, pair["src_host"], pair["rail"])
+    dst_link = _link(links, pair["dst_host"], pair["rail"])
+
+    rdma_gbps = rdma_probe.get("gbps") if rdma_probe and rdma_probe.get("ok") else None
+    if rdma_probe and rdma_probe.get("measured") and not rdma_probe.get("ok"):
+        rdma_check = {"status": FAIL, "gbps": None, "remedy": None,
+                      "reason": "ib_write_bw failed: %s" % rdma_probe.get("error")}
+    else:
+        rdma_check = rdma_verdict(rdma_gbps, th,
+                                  reason=None if rdma_gbps is not None
+                                  else _rdma_not_measured_reason(links, pair, rdma_probe))
+    checks = {
+        "ping": ping_verdict(_g(ping, "parsed"), th) if ping else
+        {"status": NOT_MEASURED, "reason": "ping did not run"},
+        "mtu": mtu_check(_g(ping_df, "parsed"), th, local_mtu=src_link.get("mtu"),
+                         peer_mtu=dst_link.get("mtu")),
+        "tcp": tcp_verdict(single, parallel, th),
+        "rdma": rdma_check,
+    }
+    verdict = direction_verdict(checks)
+    ping_p = _g(ping, "parsed") or {}
+    return {
+        "id": pid,
+        "direction": "%s -> %s" % (pair["src_host"], pair["dst_host"]),
+        "src_host": pair["src_host"], "dst_host": pair["dst_host"],
+        "src_interface": pair.get("src_interface"), "dst_interface": pair.get("dst_interface"),
+        "src_address": pair.get("src_address"), "dst_address": pair.get("dst_address"),
+        "ping": {
+            "loss_pct": ping_p.get("loss_pct"), "transmitted": ping_p.get("transmitted"),
+            "received": ping_p.get("received"), "rtt_min_ms": ping_p.get("rtt_min_ms"),
+            "rtt_avg_ms": ping_p.get("rtt_avg_ms"), "rtt_max_ms": ping_p.get("rtt_max_ms"),
+            "rtt_mdev_ms": ping_p.get("rtt_mdev_ms"),
+        },
+        "mtu": {
+            "expected": th["mtu"], "payload_bytes": _g(ping_df, "parsed", "payload_bytes"),
+            "loss_pct": _g(ping_df, "parsed", "loss_pct"),
+            "path_mtu": _g(ping_df, "parsed", "path_mtu"),
+            "src_interface_mtu": src_link.get("mtu"), "dst_interface_mtu": dst_link.get("mtu"),
+        },
+        "tcp": {
+            "single_gbps": _g(single, "gbps"),
+            "parallel_gbps": _g(parallel, "gbps"),
+            "parallel_processes": _g(parallel, "processes"),
+            "parallel_per_process_gbps": _g(parallel, "per_process_gbps"),
+            "single_retransmits": _g(single, "retransmits"),
+            "parallel_retransmits": _g(parallel, "retransmits"),
+            "iperf3_version": _g(probes.get("tcp_single", {}).get(pid), "iperf3_version"),
+            "errors": (_g(single, "errors") or []) + (_g(parallel, "errors") or []),
+        },
+        "rdma": {
+            "gbps": rdma_gbps,
+            "src_device": _g(rdma_probe, "hca") or src_link.get("rdma_device"),
+            "dst_device": dst_link.get("rdma_device"),
+            "gid_index": _g(rdma_probe, "gid_index"),
+            "status": rdma_check["status"], "reason": rdma_check["reason"],
+            "remedy": rdma_check.get("remedy"),
+        },
+        "checks": checks,
+        "verdict": verdict["status"],
+        "failures": verdict["failures"],
+        "not_measured": verdict["not_measured"],
+    }
+
+
+def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
+                 line_rate_gbps=None, generated_at=None, env_file_present=None):
+    """The report dict (see SCHEMA_VERSION); keys are always present (None if unknown).
+
+    pairs: [{id, rail, src_host, dst_host, src_interface, dst_interface,
+             src_address, dst_address}]
+    probes: {kind: {pair id: probe dict from link_probe}} for PROBE_KINDS
+    links: {host: [link_probe mode=link result per rail]}
+    pinning: {host: qsfp_pinning result ({problems, would_pick, ...})}
+    env_file_present: {host: bool}; pinning problems fail the run only for hosts
+    whose runtime env file exists (the deployed configuration is wrong).
+    """
+    th = thresholds_with_defaults(thresholds)
+    links = links or {}
+    probes = {kind: dict((probes or {}).get(kind) or {}) for kind in PROBE_KINDS}
+    generated_at = generated_at or datetime.datetime.now(datetime.timezone.utc)
+    rails = {}
+    for pair in pairs:
+        rails.setdefault(int(pair["rail"]), []).append(pair)
+    rail_out, failures, warnings = [], [], []
+    for index in sorted(rails):
+        directions = [build_direction(p, probes, links, th) for p in rails[index]]
+        rate, rate_source = _line_rate(links, rails[index][0], line_rate_gbps)
+        verdict = rail_verdict([{"status": d["verdict"]} for d in directions])
+        for d in directions:
+            failures += ["rail %d %s: %s" % (index, d["direction"], f) for f in d["failures"]]
+            if d["rdma"]["remedy"]:
+                warnings.append("rail %d %s: %s" % (index, d["direction"], d["rdma"]["remedy"]))
+        first = directions[0] if directions else {}
+        singles = [d["tcp"]["single_gbps"] for d in directions if d["tcp"]["single_gbps"]]
+        paras = [d["tcp"]["parallel_gbps"] for d in directions if d["tcp"]["parallel_gbps"]]
+        procs = max([d["tcp"]["parallel_processes"] or 0 for d in directions] or [0])
+        rdmas = [d["rdma"]["gbps"] for d in directions if d["rdma"]["gbps"] is not None]
+        rail_out.append({
+            "index": index,
+            "interface": rails[index][0].get("src_interface"),
+            "interfaces": sorted({p.get("src_interface") for p in rails[index]} |
+                                 {p.get("dst_interface") for p in rails[index]} - {None}),
+            "line_rate_gbps": rate,
+            "line_rate_source": rate_source,
+            "directions": directions,
+            "verdict": verdict["status"],
+            "reason": verdict["reason"],
+            "ceilings": ceiling_explanation(
+                max(singles) if singles else None, max(paras) if paras else None, procs,
+                rate, first.get("tcp", {}).get("iperf3_version"),
+                min(rdmas) if rdmas else None),
+        })
+    nodes = {}
+    hosts = sorted(set(links) | set(pinning or {}))
+    for host in hosts:
+        pin = (pinning or {}).get(host) or {}
+        problems = pin.get("problems") or []
+        would = pin.get("would_pick") or {}
+        deployed = bool((env_file_present or {}).get(host))
+        nodes[host] = {
+            "rails": links.get(host) or [],
+            "pinning": {
+                "checked": bool(pin),
+                "env_file_present": deployed,
+                "problems": problems,
+                "would_pick": would or None,
+                "note": ("vLLM would take %s (%s) if VLLM_HOST_IP were unset"
+                         % (would.get("address"), would.get("interface"))) if would else None,
+            },
+        }
+        for prob in problems:
+            line = "%s pinning: %s" % (host, prob.get("message") or prob)
+            (failures if deployed else warnings).append(
+                line if deployed else line + " (runtime env not deployed yet)")
+    if len(rail_out) < 2:
+        warnings.append("only %d rail(s) in the inventory: full bandwidth needs both "
+                        "twins, each on its own /24" % len(rail_out))
+    statuses = [r["verdict"] for r in rail_out]
+    if failures:
+        overall = FAIL
+    elif not rail_out or any(s != PASS for s in statuses):
+        overall = "incomplete"
+    else:
+        overall = PASS
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "verdict": overall,
+        "fit_for_tensor_parallel": {PASS: True, FAIL: False}.get(overall),
+        "summary": _summary(overall, failures, rail_out),
+        "failures": failures,
+        "warnings": warnings,
+        "thresholds": th,
+        "rails": rail_out,
+        "nodes": nodes,
+    }
+
+
+def _summary(overall, failures, rails):
+    if overall == PASS:
+        return "The cable is fit for tensor parallelism: every check passed on every rail."
+    if overall == FAIL:
+        return "Not fit for tensor parallelism: %d check(s) failed." % len(failures)
+    missing = sorted({n for r in rails for d in r["directions"] for n in d["not_measured"]})
+    return ("No check failed, but %s could not be measured, so fitness for tensor "
+            "parallelism is not proven." % (", ".join(missing) or "nothing"))
+
+
+# ---------------------------------------------------------------------- rendering
+
+def _f(value, fmt="%.2f"):
+    return "n/a" if value is None else fmt % value
+
+
+def render_markdown(report):
+    """Markdown: summary, one table per rail, ceilings, failures/warnings, pinning."""
+    lines = ["# QSFP link report", "",
+             "Generated %s (schema %s v%s)." % (report["generated_at"], report["schema"],
+                                                report["schema_version"]), "",
+             "**Verdict: %s.** %s" % (report["verdict"].upper(), report["summary"]), ""]
+    for rail in report["rails"]:
+        lines += ["## Rail %d (%s)" % (rail["index"], ", ".join(rail["interfaces"])), "",
+                  "Line rate: %s Gb/s (%s). Rail verdict: **%s** (%s)." % (
+                      _f(rail["line_rate_gbps"], "%g"), rail["line_rate_source"],
+                      rail["verdict"], rail["reason"]), "",
+                  "| direction | loss | RTT min/avg/max/mdev ms | MTU check | "
+                  "TCP single Gb/s | TCP parallel Gb/s | RDMA Gb/s | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for d in rail["directions"]:
+            p, t, r = d["ping"], d["tcp"], d["rdma"]
+            rtt = "/".join(_f(p[k], "%.3f") for k in
+                           ("rtt_min_ms", "rtt_avg_ms", "rtt_max_ms", "rtt_mdev_ms"))
+            par = _f(t["parallel_gbps"])
+            if t["parallel_processes"]:
+                par += " (x%d)" % t["parallel_processes"]
+            rdma = _f(r["gbps"]) if r["gbps"] is not None else r["status"].replace("_", " ")
+            if r["status"] == STALE:
+                rdma += " (stale init)"
+            mtu = d["checks"]["mtu"]["status"]
+            if mtu != PASS:
+                mtu += ": " + d["checks"]["mtu"]["reason"]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                d["direction"], _f(p["loss_pct"], "%g%%"), rtt, mtu,
+                _f(t["single_gbps"]), par, rdma, d["verdict"]))
+        lines += ["", "Ceilings: " + (rail["ceilings"] or "n/a"), ""]
+        for d in rail["directions"]:
+            if d["rdma"]["status"] == NOT_MEASURED:
+                lines.append("- RDMA %s: not measured: %s" % (d["direction"], d["rdma"]["reason"]))
+        lines.append("")
+    if report["failures"]:
+        lines += ["## Failures", ""] + ["- " + f for f in report["failures"]] + [""]
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + ["- " + w for w in report["warnings"]] + [""]
+    pin_lines = []
+    for host, node in sorted(report["nodes"].items()):
+        pin = node["pinning"]
+        if not pin["checked"]:
+            continue
+        pin_lines.append("- %s: %d problem(s)%s" % (
+            host, len(pin["problems"]), ("; " + pin["note"]) if pin["note"] else ""))
+        pin_lines += ["  - %s" % (pr.get("message") or pr) for pr in pin["problems"]]
+    if pin_lines:
+        lines += ["## Interface pinning", ""] + pin_lines + [""]
+    th = report["thresholds"]
+    lines += ["## Thresholds", "",
+              "ping loss <= %g%%, RTT avg <= %g ms, MTU %d, TCP best >= %g Gb/s, "
+              "RDMA pass >= %g Gb/s, stale-init band %g-%g Gb/s." % (
+                  th["ping_max_loss_pct"], th["ping_max_rtt_avg_ms"], th["mtu"],
+                  th["tcp_min_gbps"], th["rdma_pass_gbps"], th["rdma_stale_min_gbps"],
+                  th["rdma_stale_max_gbps"]), ""]
+    return "\n".join(lines)
+
+
+def render_png(report, path):
+    """Bar chart: throughput per rail/direction and method, line rate as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = (("TCP single", lambda d: d["tcp"]["single_gbps"]),
+               ("TCP parallel", lambda d: d["tcp"]["parallel_gbps"]),
+               ("RDMA", lambda d: d["rdma"]["gbps"]))
+    groups = [(rail, d) for rail in report["rails"] for d in rail["directions"]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(groups) + 2), 4.5))
+    width = 0.8 / len(methods)
+    for m_index, (name, getter) in enumerate(methods):
+        xs = [g + (m_index - 1) * width for g in range(len(groups))]
+        vals = [getter(d) or 0.0 for _, d in groups]
+        bars = ax.bar(xs, vals, width, label=name)
+        for bar, (_, d) in zip(bars, groups):
+            value = getter(d)
+            ax.annotate("n/m" if value is None else "%.1f" % value,
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    for g_index, (rail, _) in enumerate(groups):
+        if rail["line_rate_gbps"]:
+            ax.hlines(rail["line_rate_gbps"], g_index - 0.45, g_index + 0.45,
+                      colors="black", linestyles="dashed",
+                      label="line rate" if g_index == 0 else None)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(["rail %d\n%s" % (rail["index"], d["direction"].replace(" -> ", "\n-> "))
+                        for rail, d in groups], fontsize=8)
+    ax.set_ylabel("Gb/s")
+    ax.set_title("QSFP link throughput (%s) - verdict: %s" % (report["generated_at"],
+                                                               report["verdict"]))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _point_latest(target, latest):
+    """link-latest.* -> the newest file: a relative symlink, a copy where that fails."""
+    try:
+        if os.path.lexists(latest):
+            os.unlink(latest)
+        os.symlink(os.path.basename(target), latest)
+    except OSError:
+        shutil.copyfile(target, latest)
+
+
+def write_report(report, report_dir, formats=("json", "md", "png"), prefix="link"):
+    """Write <prefix>-<stamp>.<ext> for each format and <prefix>-latest.<ext>.
+    Returns {ext: path} plus {"latest_<ext>": path}."""
+    report_dir = os.path.realpath(os.path.expanduser(report_dir))
+    os.makedirs(report_dir, exist_ok=True)
+    stamp = report["generated_at"].replace("-", "").replace(":", "")
+    paths = {}
+    for ext in formats:
+        path = os.path.join(report_dir, "%s-%s.%s" % (prefix, stamp, ext))
+        if ext == "json":
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+        elif ext == "md":
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(render_markdown(report))
+        elif ext == "png":
+            render_png(report, path)
+        else:
+            raise ValueError("unknown report format %r" % ext)
+        latest = os.path.join(report_dir, "%s-latest.%s" % (prefix, ext))
+        _point_latest(path, latest)
+        paths[ext] = path
+        paths["latest_" + ext] = latest
+    return paths

@@ -1,0 +1,100 @@
+"""A wrong inventory fails in preflight, with a message naming the problem, and no
+host is changed. Runs against the live lab after converge: each node's netplan file
+and addresses must be exactly as before."""
+
+import copy
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+LAB = ROOT / "inventory" / "lab"
+
+
+def load_lab():
+    return yaml.safe_load((LAB / "hosts.yml").read_text())
+
+
+def hosts_of(inv):
+    groups = inv["spark"]["children"]
+    return groups["spark_head"]["hosts"], groups["spark_workers"]["hosts"]
+
+
+def two_heads(inv):
+    heads, workers = hosts_of(inv)
+    heads["spark-worker"] = workers.pop("spark-worker")
+    return inv
+
+
+def no_worker(inv):
+    _, workers = hosts_of(inv)
+    workers.clear()
+    return inv
+
+
+def duplicate_address(inv):
+    heads, workers = hosts_of(inv)
+    workers["spark-worker"]["spark_rails"][0]["address"] = heads["spark-head"]["spark_rails"][0]["address"]
+    return inv
+
+
+def rails_in_one_subnet(inv):
+    for group in hosts_of(inv):
+        for node in group.values():
+            node["spark_rails"][1]["address"] = node["spark_rails"][1]["address"].replace(".101.", ".100.").replace(".10/", ".20/").replace(".11/", ".21/")
+    return inv
+
+
+def wrong_interface(inv):
+    _, workers = hosts_of(inv)
+    workers["spark-worker"]["spark_rails"][0]["interface"] = "enP7s7"
+    return inv
+
+
+def rail_on_management(inv):
+    heads, workers = hosts_of(inv)
+    heads["spark-head"]["spark_rails"][0]["address"] = "198.19.0.50/24"
+    workers["spark-worker"]["spark_rails"][0]["address"] = "198.19.0.51/24"
+    return inv
+
+
+CASES = [
+    (two_heads, "expected exactly one head"),
+    (no_worker, "expected at least one worker"),
+    (duplicate_address, "spark_rails[0].address is 198.18.100.10; expected an address no other node or rail uses"),
+    (rails_in_one_subnet, "expected each rail on its own subnet"),
+    (wrong_interface, "spark-worker: spark_rails[0].interface is 'enP7s7' (not on this host)"),
+    (rail_on_management, "overlapping the management network 198.19.0.0/24"),
+]
+
+
+def node_state(container):
+    script = "sha256sum /etc/netplan/40-cx7.yaml 2>&1; ip -4 -o addr show | awk '{print $2, $4}' | sort"
+    out = subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+@pytest.mark.parametrize("mutate,message", CASES, ids=[c[0].__name__ for c in CASES])
+def test_bad_inventory_fails_in_preflight_and_changes_nothing(tmp_path, mutate, message):
+    inv_dir = tmp_path / "inventory"
+    (inv_dir / "group_vars").mkdir(parents=True)
+    (inv_dir / "group_vars" / "spark.yml").write_text((LAB / "group_vars" / "spark.yml").read_text())
+    (inv_dir / "hosts.yml").write_text(yaml.safe_dump(mutate(copy.deepcopy(load_lab()))))
+
+    before = {c: node_state(c) for c in ("spark-head", "spark-worker")}
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    playbook = pathlib.Path(sys.executable).with_name("ansible-playbook")
+    run = subprocess.run(
+        [str(playbook), "-i", str(inv_dir), str(ROOT / "site.yml")],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert message in " ".join(output.split()), output[-3000:]
+    assert "PLAY [QSFP link" not in output, "a play after preflight ran"
+    after = {c: node_state(c) for c in ("spark-head", "spark-worker")}
+    assert after == before

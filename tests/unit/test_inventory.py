@@ -1,0 +1,132 @@
+"""Cross-field inventory rules (module_utils/spark_inventory.py)."""
+
+import copy
+
+import pytest
+
+from module_utils import spark_inventory as inv
+
+
+def rails(a, b):
+    return [{"interface": "enp1s0f1np1", "address": a}, {"interface": "enP2p1s0f1np1", "address": b}]
+
+
+GOOD = {
+    "spark-1": {"rails": rails("192.168.100.10/24", "192.168.101.10/24"), "mgmt": "10.0.0.21", "mgmt_networks": ["10.0.0.0/24"]},
+    "spark-2": {"rails": rails("192.168.100.11/24", "192.168.101.11/24"), "mgmt": "10.0.0.22", "mgmt_networks": ["10.0.0.0/24"]},
+}
+
+
+def run(nodes=None, heads=("spark-1",), workers=("spark-2",), mtu=9000):
+    return inv.validate(list(heads), list(workers), copy.deepcopy(nodes or GOOD), mtu)
+
+
+def messages(problems):
+    return [p["message"] for p in problems]
+
+
+def test_good_inventory_has_no_problem():
+    assert run() == []
+
+
+def test_three_nodes_are_fine():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-3"] = {"rails": rails("192.168.100.12/24", "192.168.101.12/24"), "mgmt": "10.0.0.23"}
+    assert run(nodes, workers=("spark-2", "spark-3")) == []
+
+
+def test_two_heads_and_no_worker():
+    problems = run(heads=("spark-1", "spark-2"), workers=())
+    assert "groups.spark_head is 2 host(s) ['spark-1', 'spark-2']; expected exactly one head" in messages(problems)[0]
+    assert any("expected at least one worker" in m for m in messages(problems))
+
+
+def test_duplicate_rail_address_names_both_hosts():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"][0]["address"] = "192.168.100.10/24"
+    (problem,) = run(nodes)
+    assert problem["host"] == "spark-2"
+    assert problem["variable"] == "spark_rails[0].address"
+    assert "spark-1 spark_rails[0] already has it" in problem["message"]
+
+
+def test_rail_ends_in_different_subnets():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"][1]["address"] = "192.168.102.11/24"
+    (problem,) = run(nodes)
+    assert problem["variable"] == "spark_rails[1].address"
+    assert "all nodes of rail 1 in one subnet" in problem["message"]
+
+
+def test_both_rails_in_one_subnet():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["rails"][1]["address"] = "192.168.100.20/24"
+    nodes["spark-2"]["rails"][1]["address"] = "192.168.100.21/24"
+    (problem,) = run(nodes)
+    assert "each rail on its own subnet" in problem["message"]
+
+
+@pytest.mark.parametrize(
+    "address,expected",
+    [
+        ("192.168.100.300/24", "an IPv4 address with prefix"),
+        ("192.168.100.10", "with its prefix length"),
+        ("192.168.100.0/24", "not its network or broadcast address"),
+        (None, "an IPv4 address with prefix"),
+    ],
+)
+def test_bad_addresses(address, expected):
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"][0]["address"] = address
+    problems = run(nodes)
+    assert any(expected in m and m.startswith("spark-2: spark_rails[0].address") for m in messages(problems))
+
+
+def test_bad_interface_name_and_missing_rails():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["rails"][0]["interface"] = "a-very-long-interface-name"
+    nodes["spark-2"]["rails"] = None
+    found = messages(run(nodes))
+    assert any(m.startswith("spark-1: spark_rails[0].interface") for m in found)
+    assert any(m.startswith("spark-2: spark_rails is None") for m in found)
+
+
+def test_rail_count_must_match():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"] = nodes["spark-2"]["rails"][:1]
+    assert any("the same number of rails on every node" in m for m in messages(run(nodes)))
+
+
+def test_rail_overlapping_management_network():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["mgmt_networks"] = ["192.168.100.0/23"]
+    found = messages(run(nodes))
+    assert len(found) == 4  # both rails of both nodes sit in 192.168.100.0/23
+    assert "overlapping the management network 192.168.100.0/23" in found[0]
+
+
+def test_duplicate_management_address():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["mgmt"] = "10.0.0.21"
+    (problem,) = run(nodes)
+    assert problem["variable"] == "ansible_host"
+
+
+@pytest.mark.parametrize("mtu", [0, 100, 9217, "9000", True, None])
+def test_mtu_out_of_range(mtu):
+    (problem,) = run(mtu=mtu)
+    assert problem["variable"] == "spark_mtu"
+
+
+def test_host_checks():
+    rails_ = rails("192.168.100.10/24", "192.168.101.10/24")
+    ok = inv.check_host("spark-1", rails_, ["lo", "wlP9s9", "enp1s0f1np1", "enP2p1s0f1np1"], "wlP9s9", {})
+    assert ok == []
+    missing = inv.check_host("spark-1", rails_, ["lo", "wlP9s9", "enp1s0f1np1"], "wlP9s9", {})
+    assert "spark_rails[1].interface is 'enP2p1s0f1np1' (not on this host)" in missing[0]["message"]
+    mgmt = inv.check_host("spark-1", rails_, ["wlP9s9", "enp1s0f1np1", "enP2p1s0f1np1"], "enp1s0f1np1", {})
+    assert "carries the default route" in mgmt[0]["message"]
+    taken = inv.check_host("spark-1", rails_, ["wlP9s9", "enp1s0f1np1", "enP2p1s0f1np1"], "wlP9s9", {"wlP9s9": ["192.168.100.10"]})
+    assert "192.168.100.10 already on wlP9s9" in taken[0]["message"]
+    overlap = inv.check_host("spark-1", rails_, ["wlP9s9", "enp1s0f1np1", "enP2p1s0f1np1"], "wlP9s9", {}, "192.168.101.0/24")
+    assert "overlapping the management network 192.168.101.0/24" in overlap[0]["message"]
