@@ -62,7 +62,7 @@ class LabError(Exception):
 
 
 def say(msg: str) -> None:
-    print(f"[lab] {msg}", flush=True)
+    print(f"[lab] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- topology
@@ -521,7 +521,7 @@ def cmd_restart(args) -> int:
 
 def lab_objects(kind: str) -> list[str]:
     if kind == "container":
-        res = docker("ps", "-aq", "--filter", f"label={LABEL}=1", "--format", "{{.Names}}")
+        res = docker("ps", "-a", "--filter", f"label={LABEL}=1", "--format", "{{.Names}}")
     else:
         res = docker(kind, "ls", "-q", "--filter", f"label={LABEL}=1")
     return res.stdout.split()

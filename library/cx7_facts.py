@@ -61,7 +61,8 @@ ansible_facts:
           description:
             - One entry per netdev with C(name), C(pci), C(driver), C(operstate),
               C(carrier) (bool or null when unreadable), C(speed_mbps) (int or null),
-              C(mtu), C(mac), C(addresses) (C({ipv4, ipv6}) lists of C(a.b.c.d/nn)),
+              C(mtu), C(mac), C(addresses) (all addresses as C(a.b.c.d/nn), IPv4
+              first), C(ipv4) and C(ipv6) (the same, split by family),
               C(rdma_device) (or null), C(port) (physical QSFP port) and C(cabled).
           type: list
           elements: dict

@@ -16,7 +16,8 @@ description:
   - It changes nothing persistent (C(changed=false)). Servers it starts
     (C(iperf3_servers), C(rdma_server)) are one-off processes; stop them with
     C(iperf3_stop) / C(rdma_stop).
-  - In check mode nothing runs; the result is C(skipped=true).
+  - In check mode nothing runs (result C(skipped=true)), except the read-only
+    C(link) mode, which only reads sysfs.
 version_added: "1.0.0"
 author: spark-cluster project
 options:
@@ -159,6 +160,10 @@ probe:
       type: float
     measured:
       description: C(rdma) - whether ib_write_bw ran at all.
+      type: bool
+    rdma_hardware:
+      description: C(rdma) when not measured - whether the node has RDMA devices (then
+        not measuring is a failure, not "not_measured").
       type: bool
     reason:
       description: Why a probe was not measured.
@@ -323,16 +328,19 @@ def _rdma_params(module, p, kind):
     twin, hcas = _rdma_twin(p["sysfs"], p["interface"])
     if not hcas:
         return None, {"kind": kind, "measured": False, "ok": False, "gbps": None,
+                      "rdma_hardware": False,
                       "reason": "no RDMA device on this node (%s/class/infiniband is "
                       "empty or missing)" % p["sysfs"]}
     hca = hca or twin
     if not hca:
         return None, {"kind": kind, "measured": False, "ok": False, "gbps": None,
+                      "rdma_hardware": True,
                       "reason": "no RDMA device behind %s" % p["interface"]}
     tool = module.get_bin_path("ib_write_bw")
     if not tool:
         return None, {"kind": kind, "measured": False, "ok": False, "gbps": None,
-                      "reason": "ib_write_bw (perftest) not installed", "hca": hca}
+                      "rdma_hardware": True, "hca": hca,
+                      "reason": "ib_write_bw (perftest) not installed"}
     if p["gid_index"] is None:
         module.fail_json(msg="gid_index is required for mode=%s" % kind)
     return (tool, hca), None
@@ -371,7 +379,7 @@ def mode_rdma(module, p):
                             target=p["target"], qps=p["qps"], tool=tool)
     rc, out, err = module.run_command(argv)
     parsed = parse_ib_write_bw(out + "\n" + err)
-    parsed.update(kind="rdma", measured=True, hca=hca, rc=rc, argv=argv,
+    parsed.update(kind="rdma", measured=True, rdma_hardware=True, hca=hca, rc=rc, argv=argv,
                   gid_index=p["gid_index"])
     return parsed
 
@@ -418,7 +426,7 @@ def main():
     p = module.params
     if p["processes"] < 1 or p["streams"] < 1:
         module.fail_json(msg="processes and streams must be >= 1")
-    if module.check_mode:
+    if module.check_mode and p["mode"] != "link":
         module.exit_json(changed=False, skipped=True,
                          msg="check mode: link_probe mode=%s not run" % p["mode"])
     probe = MODES[p["mode"]](module, p)

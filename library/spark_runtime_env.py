@@ -116,8 +116,10 @@ env:
     NCCL_SOCKET_IFNAME: "=enp1s0f1np1"
     NCCL_IB_HCA: rocep1s0f1,roceP2p1s0f1
     NCCL_IB_GID_INDEX: "3"
-gid:
-  description: The GID resolution (see the roce_gid module).
+roce:
+  description:
+    - The GID resolution (see the roce_gid module). Not named C(gid), which Ansible
+      fills with the file's group id since the result has a C(path).
   returned: success
   type: dict
 path:
@@ -186,17 +188,7 @@ def _install(module, path, text, result):
         if not module.check_mode:
             _write_atomic(module, path, data)
     if os.path.exists(path):
-        file_args = {
-            "path": path,
-            "mode": module.params["mode"],
-            "owner": module.params["owner"],
-            "group": module.params["group"],
-            "seuser": None,
-            "serole": None,
-            "setype": None,
-            "selevel": None,
-            "attributes": None,
-        }
+        file_args = module.load_file_common_arguments(module.params, path=path)
         changed = module.set_fs_attributes_if_different(file_args, changed)
     return changed
 
@@ -249,7 +241,7 @@ def main():
     except (GidError, ValueError) as exc:
         module.fail_json(msg=str(exc), **result)
 
-    result.update(env=env, gid=gid, message=gid["message"])
+    result.update(env=env, roce=gid, message=gid["message"])
     changed = _install(module, p["params_path"], params_text(params), result)
     changed = _install(module, p["path"], text, result) or changed
     result["changed"] = changed

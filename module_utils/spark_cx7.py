@@ -21,6 +21,7 @@ import re
 MLX5_DRIVER = "mlx5_core"
 PORT_NAME_RE = re.compile(r"^p(\d+)$")
 NAME_PORT_RE = re.compile(r"np(\d+)$")
+PCI_RE = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 
 def read_text(path):
@@ -41,11 +42,10 @@ def read_int(path):
 
 
 def link_basename(path):
-    """Basename of a symlink's target, None when it is not a link."""
-    try:
-        return os.path.basename(os.readlink(path))
-    except OSError:
+    """Basename of a symlink's resolved target, None when it is not a link."""
+    if not os.path.islink(path):
         return None
+    return os.path.basename(os.path.realpath(path))
 
 
 def parse_carrier(value):
@@ -137,6 +137,8 @@ def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
     link = link or {}
     path = pathlib.Path(sysfs_root) / "class" / "net" / name
     pci = link_basename(path / "device")
+    if pci and not PCI_RE.match(pci):
+        pci = None  # virtio, usb, ...: not a PCI function
     operstate = read_text(path / "operstate")
     operstate = operstate.upper() if operstate else link.get("operstate")
     carrier = parse_carrier(read_text(path / "carrier"))
@@ -146,7 +148,7 @@ def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
     if mtu is None:
         mtu = link.get("mtu")
     mac = read_text(path / "address") or link.get("mac")
-    addresses = split_addresses(net.addresses(name)) if net is not None else split_addresses([])
+    addresses = split_addresses(net.addresses(name) if net is not None else [])
     return {
         "name": name,
         "pci": pci,
@@ -156,7 +158,9 @@ def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
         "speed_mbps": parse_speed(read_text(path / "speed")),
         "mtu": mtu,
         "mac": mac,
-        "addresses": addresses,
+        "addresses": addresses["ipv4"] + addresses["ipv6"],
+        "ipv4": addresses["ipv4"],
+        "ipv6": addresses["ipv6"],
         "rdma_device": rdma_device,
         "port": physical_port(read_text(path / "phys_port_name"), pci, name),
         "cabled": carrier is True,

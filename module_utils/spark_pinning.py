@@ -170,10 +170,12 @@ def check_interface(interface, address, links, by_if) -> list:
 
 def check_routes(interface, address, peers, net, by_if):
     """Route to each peer: must leave through ``interface``, not via a gateway."""
-    subnets = [f"{e['address']}/{e['prefixlen']}" for e in by_if.get(interface, [])]
     routes, problems = [], []
     for peer in peers:
         peer = strip_prefix(peer)
+        family = ipaddress.ip_address(peer).version
+        subnets = [f"{e['address']}/{e['prefixlen']}" for e in by_if.get(interface, [])
+                   if e["family"] == family]
         try:
             answer = net.route_get(peer)
         except OSError as exc:
@@ -312,9 +314,9 @@ def check_ucx(env, interface, allowed, allowed_ucx_devices, links, by_if) -> lis
     if allowed_ucx_devices:
         fix += f" (RDMA devices of the allowed twins also fit: {','.join(allowed_ucx_devices)})"
     if value is None or value.strip().lower() == "all":
-        held = "is not set" if value is None else "=all"
+        held = " is not set" if value is None else f"={value}"
         return [problem("ucx_net_devices",
-                        f"{variable} {held}: UCX uses every device it finds, the management "
+                        f"{variable}{held}: UCX uses every device it finds, the management "
                         f"links included; {fix}.",
                         variable=variable, found=value, expected=expected)]
     ucx_devices = {d.split(":", 1)[0] for d in (allowed_ucx_devices or [])}

@@ -56,6 +56,8 @@ def _line_rate(links, pair, override):
 def _rdma_not_measured_reason(links, pair, probe):
     if probe and probe.get("reason"):
         return probe["reason"]
+    if pair.get("rdma_reason"):
+        return pair["rdma_reason"]
     missing = [h for h in (pair["src_host"], pair["dst_host"])
                if not _link(links, h, pair["rail"]).get("rdma_device")]
     if missing:
@@ -79,6 +81,13 @@ def build_direction(pair, probes, links, thresholds):
     if rdma_probe and rdma_probe.get("measured") and not rdma_probe.get("ok"):
         rdma_check = {"status": FAIL, "gbps": None, "remedy": None,
                       "reason": "ib_write_bw failed: %s" % rdma_probe.get("error")}
+    elif rdma_probe and not rdma_probe.get("measured") and rdma_probe.get("rdma_hardware"):
+        rdma_check = {"status": FAIL, "gbps": None, "remedy": None,
+                      "reason": "RDMA devices present but not measured: %s"
+                      % rdma_probe.get("reason")}
+    elif not rdma_probe and pair.get("rdma_status") == FAIL:
+        rdma_check = {"status": FAIL, "gbps": None, "remedy": None,
+                      "reason": pair.get("rdma_reason") or "RDMA could not be set up"}
     else:
         rdma_check = rdma_verdict(rdma_gbps, th,
                                   reason=None if rdma_gbps is not None
@@ -191,10 +200,13 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
         problems = pin.get("problems") or []
         would = pin.get("would_pick") or {}
         deployed = bool((env_file_present or {}).get(host))
+        pin_failed = bool(pin) and "problems" not in pin
+        if pin_failed:
+            warnings.append("%s pinning check could not run: %s" % (host, pin.get("msg")))
         nodes[host] = {
             "rails": links.get(host) or [],
             "pinning": {
-                "checked": bool(pin),
+                "checked": bool(pin) and not pin_failed,
                 "env_file_present": deployed,
                 "problems": problems,
                 "would_pick": would or None,

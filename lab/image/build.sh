@@ -121,12 +121,15 @@ for u in getty@.service serial-getty@.service console-getty.service getty.target
          e2scrub_all.timer e2scrub_all.service e2scrub_reap.service fstrim.timer \
          dpkg-db-backup.timer systemd-remount-fs.service \
          sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
-         dev-hugepages.mount; do
+         dev-hugepages.mount run-rpc_pipefs.mount; do
     ln -sfn /dev/null "$ROOT/etc/systemd/system/$u"
 done
 # NFS has no kernel support in the lab (lab-facts.md): the server is installed but not
 # started at boot; a role that starts it sees the real failure (nothing is faked).
 chroot "$ROOT" systemctl disable nfs-server.service >/dev/null 2>&1 || true
+# Size: udev's hwdb (no udevd here) and containerd tools docker does not use.
+rm -f "$ROOT"/usr/lib/udev/hwdb.bin "$ROOT"/etc/udev/hwdb.bin \
+      "$ROOT"/usr/bin/ctr "$ROOT"/usr/bin/containerd-shim "$ROOT"/usr/bin/containerd-shim-runc-v1
 rm -f "$ROOT/usr/sbin/policy-rc.d"
 for m in "$ROOT/dev/pts" "$ROOT/dev" "$ROOT/proc"; do umount "$m"; done
 strip_rootfs "$ROOT"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: spark_inventory
+module: validate_inventory
 short_description: Validate a Spark cluster inventory before any change
 description:
   - Checks the rules that argument specs cannot express, across hosts and fields
@@ -72,7 +72,7 @@ author:
 
 EXAMPLES = r"""
 - name: Validate the inventory
-  spark_inventory:
+  validate_inventory:
     heads: "{{ groups['spark_head'] | default([]) }}"
     workers: "{{ groups['spark_workers'] | default([]) }}"
     nodes: "{{ nodes }}"

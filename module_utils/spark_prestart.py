@@ -1,0 +1,226 @@
+"""Node-side pre-start check of the serving service (systemd ExecStartPre).
+
+Runs on the node at every service start, outside Ansible, from the same module_utils
+files the playbook used (installed to /usr/local/lib/spark-cluster/)::
+
+    python3 /usr/local/lib/spark-cluster/spark_prestart.py \
+        --params /etc/spark-cluster/runtime-env.json
+
+1. reads the inputs the spark_runtime_env module saved (params file);
+2. re-resolves the RoCE v2 GID index (spark_roce.resolve: it can drift after a
+   reboot) and re-renders the env file with the same spark_env functions, rewriting
+   it only when it changed (and saying so: "GID index drifted 3 -> 4 on rocep1s0f1");
+3. checks the interface pinning of the rendered env against the kernel
+   (spark_pinning.check_pinning with the real netlink reader).
+
+Exit 0 when all is well (one summary line on stdout), 1 on any problem (one line per
+problem on stderr), so systemd does not start a service that would hang or silently
+send its traffic over Wi-Fi. ``--check-only`` writes nothing (the playbook runs it
+once at provisioning to fail early).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+try:
+    from ansible.module_utils.spark_env import build_env, check_rail0, render
+    from ansible.module_utils.spark_envfile import parse
+    from ansible.module_utils.spark_netlink import NetlinkReader
+    from ansible.module_utils.spark_pinning import check_pinning, format_problems
+    from ansible.module_utils.spark_roce import GidError, resolve
+except ImportError:  # standalone: node-side pre-start check
+    try:
+        from spark_env import build_env, check_rail0, render
+        from spark_envfile import parse
+        from spark_netlink import NetlinkReader
+        from spark_pinning import check_pinning, format_problems
+        from spark_roce import GidError, resolve
+    except ImportError:  # unit tests: the repository root on sys.path
+        from module_utils.spark_env import build_env, check_rail0, render
+        from module_utils.spark_envfile import parse
+        from module_utils.spark_netlink import NetlinkReader
+        from module_utils.spark_pinning import check_pinning, format_problems
+        from module_utils.spark_roce import GidError, resolve
+
+DEFAULT_PARAMS = "/etc/spark-cluster/runtime-env.json"
+PROG = "spark-prestart"
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomic(path, text, default_mode=0o600):
+    """Replace ``path`` atomically, keeping the old file's mode and owner."""
+    try:
+        st = os.stat(path)
+        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    except FileNotFoundError:
+        mode, uid, gid = default_mode, None, None
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if uid is not None and (uid, gid) != (os.getuid(), os.getgid()):
+            os.chown(tmp, uid, gid)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def drift_lines(old_env, gid):
+    """Human lines describing how the NCCL/GID part changed between two renders."""
+    lines = []
+    old_index = old_env.get("NCCL_IB_GID_INDEX")
+    new_env = gid["nccl_env"]
+    devices = gid["devices"]
+    if old_index is not None:
+        for device in devices:
+            if str(device["gid_index"]) != old_index:
+                lines.append(
+                    f"GID index drifted {old_index} -> {device['gid_index']} on {device['hca']}"
+                )
+    elif old_env.get("NCCL_IB_HCA") and "NCCL_IB_GID_INDEX" in new_env:
+        lines.append(
+            f"GID index is {new_env['NCCL_IB_GID_INDEX']} on all devices again "
+            "(was per device)"
+        )
+    if "NCCL_IB_GID_INDEX" not in new_env and devices and old_index is not None:
+        per_device = ", ".join(f"{d['hca']}: {d['gid_index']}" for d in devices)
+        lines.append(
+            f"GID index differs per device ({per_device}): NCCL_IB_GID_INDEX left unset, "
+            "NCCL picks per device (NCCL_IB_ADDR_FAMILY=AF_INET, NCCL_IB_ROCE_VERSION_NUM=2)"
+        )
+    old_hca, new_hca = old_env.get("NCCL_IB_HCA"), new_env.get("NCCL_IB_HCA")
+    if old_hca != new_hca and (old_hca or new_hca):
+        lines.append(f"NCCL_IB_HCA changed {old_hca or '(unset)'} -> {new_hca or '(unset)'}")
+    if old_env.get("NCCL_IB_DISABLE") != new_env.get("NCCL_IB_DISABLE"):
+        lines.append(
+            "RDMA " + ("gone: NCCL falls back to TCP sockets" if new_env.get("NCCL_IB_DISABLE")
+                       else "present again: NCCL uses RoCE")
+        )
+    return lines
+
+
+def changed_keys(old_env, new_env):
+    keys = list(dict.fromkeys(list(old_env) + list(new_env)))
+    return [k for k in keys if old_env.get(k) != new_env.get(k)]
+
+
+def summary(node, gid):
+    if gid["rdma_present"]:
+        hcas = gid["nccl_env"]["NCCL_IB_HCA"]
+        index = gid["nccl_env"].get("NCCL_IB_GID_INDEX")
+        how = f"RoCE v2 GID {index}" if index else "RoCE v2 GID per device"
+        transport = f"{how} on {hcas}"
+    else:
+        transport = "TCP sockets (no RDMA)"
+    return (
+        f"{PROG}: ok: {node['role']} rank {node['rank']}/{node['nnodes']}, "
+        f"pinned to {node['interface']} {node['address']}, {transport}"
+    )
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Re-render the runtime env file and check interface pinning "
+        "(systemd ExecStartPre of the serving service).",
+    )
+    parser.add_argument("--params", default=DEFAULT_PARAMS, help="saved inputs (JSON)")
+    parser.add_argument("--sysfs-root", default=None, help="sysfs root (default: from params, /sys)")
+    parser.add_argument(
+        "--check-only", action="store_true", help="write nothing; report and check only"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None, net=None, sysfs_root=None, out=None, err=None):
+    """Returns the exit code. ``net`` (a netlink reader, e.g. FakeNetlink) and
+    ``sysfs_root`` are injectable for tests; ``out``/``err`` default to stdout/stderr."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = parse_args(argv)
+
+    def fail(message):
+        for line in str(message).splitlines():
+            print(f"{PROG}: {line}", file=err)
+        return 1
+
+    try:
+        with open(args.params, encoding="utf-8") as handle:
+            params = json.load(handle)
+        node, rails, path = params["node"], params["rails"], params["path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return fail(f"cannot read the params file {args.params}: {exc!r} (re-run the playbook)")
+    peers = params.get("peers") or []
+    root = sysfs_root or args.sysfs_root or params.get("sysfs_root") or "/sys"
+
+    try:
+        interfaces = check_rail0(node, rails)
+        gid = resolve(root, interfaces)
+        env = build_env(node, gid)
+        text = render(env, params)
+    except (GidError, ValueError) as exc:
+        return fail(exc)
+
+    old_text = _read_text(path)
+    if old_text != text:
+        try:
+            old_env = parse(old_text) if old_text is not None else {}
+        except ValueError:
+            old_env = {}
+        if old_text is None:
+            notes = [f"{path} is missing"]
+        else:
+            notes = drift_lines(old_env, gid)
+            keys = changed_keys(old_env, env)
+            if keys:
+                notes.append(f"changed: {', '.join(keys)}")
+            elif not notes:
+                notes.append("header or layout changed")
+        for note in notes:
+            print(f"{PROG}: {note}", file=out)
+        if args.check_only:
+            print(f"{PROG}: --check-only: {path} not rewritten", file=out)
+        else:
+            try:
+                mode = int(str(params.get("mode") or "0600"), 8)
+            except ValueError:
+                mode = 0o600
+            try:
+                write_atomic(path, text, default_mode=mode)
+            except OSError as exc:
+                return fail(f"cannot write {path}: {exc}")
+            print(f"{PROG}: rewrote {path}", file=out)
+
+    reader = net if net is not None else NetlinkReader()
+    try:
+        with reader:
+            result = check_pinning(node["interface"], node["address"], peers, env, reader)
+    except ImportError as exc:
+        return fail(f"cannot read the network state: {exc} (install python3-pyroute2)")
+    except OSError as exc:
+        return fail(f"cannot read the network state (netlink): {exc!r}")
+    if not result["ok"]:
+        return fail(format_problems(result))
+    print(summary(node, gid), file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

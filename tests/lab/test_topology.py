@@ -1,0 +1,166 @@
+"""Unit tests of the lab's pure planning functions (no docker, no root needed)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "lab" / "spark_lab.py"
+_spec = importlib.util.spec_from_file_location("spark_lab", _PATH)
+lab = importlib.util.module_from_spec(_spec)
+sys.modules["spark_lab"] = lab
+_spec.loader.exec_module(lab)
+
+RAILS = ["enp1s0f1np1", "enP2p1s0f1np1"]
+
+
+def host(ip: str, rails=RAILS, container: str | None = None, **extra) -> dict:
+    hv = {"spark_lab_mgmt_address": ip, "spark_mtu": 9000,
+          "spark_rails": [{"interface": r, "address": f"198.18.{100 + i}.{ip.split('.')[-1]}/24"}
+                          for i, r in enumerate(rails)]}
+    if container:
+        hv["ansible_host"] = container
+    hv.update(extra)
+    return hv
+
+
+def inventory(head: dict[str, dict], workers: dict[str, dict]) -> dict:
+    """Shape of `ansible-inventory --list` output."""
+    return {
+        "_meta": {"hostvars": {**head, **workers}},
+        "all": {"children": ["ungrouped", "spark"]},
+        "spark": {"children": ["spark_head", "spark_workers"]},
+        "spark_head": {"hosts": list(head)},
+        "spark_workers": {"hosts": list(workers)},
+    }
+
+
+def two_nodes() -> dict:
+    return inventory({"spark-head": host("198.19.0.10", container="spark-head")},
+                     {"spark-worker": host("198.19.0.11", container="spark-worker")})
+
+
+def three_nodes() -> dict:
+    return inventory({"h": host("198.19.0.10", container="lab-h")},
+                     {"w1": host("198.19.0.11", container="lab-w1"),
+                      "w2": host("198.19.0.12", rails=["eth1", "eth2"], container="lab-w2")})
+
+
+def all_ends(topo):
+    return [e for link in topo.links for e in (link.a, link.b)]
+
+
+def test_nodes_from_inventory_order_and_fields():
+    inv = three_nodes()
+    # ansible-inventory may list hostvars in any order: the head still comes first
+    inv["_meta"]["hostvars"] = dict(reversed(list(inv["_meta"]["hostvars"].items())))
+    nodes = lab.nodes_from_inventory(inv)
+    assert [n.name for n in nodes] == ["h", "w1", "w2"]
+    assert nodes[0].container == "lab-h"
+    assert nodes[2].rails == ("eth1", "eth2")
+    assert nodes[1].mgmt_address == "198.19.0.11"
+    assert {n.mtu for n in nodes} == {9000}
+
+
+def test_container_defaults_to_inventory_name():
+    inv = inventory({"a": host("198.19.0.10")}, {"b": host("198.19.0.11")})
+    assert [n.container for n in lab.nodes_from_inventory(inv)] == ["a", "b"]
+
+
+def test_hosts_without_rails_are_not_lab_nodes():
+    inv = two_nodes()
+    inv["_meta"]["hostvars"]["controller"] = {"ansible_connection": "local"}
+    inv["all"]["children"].append("ctl")
+    inv["ctl"] = {"hosts": ["controller"]}
+    assert len(lab.nodes_from_inventory(inv)) == 2
+
+
+def test_two_nodes_direct_cables():
+    topo = lab.plan_topology(lab.nodes_from_inventory(two_nodes()))
+    assert not topo.switched and topo.bridges == ()
+    assert len(topo.links) == 2
+    for i, link in enumerate(topo.links):
+        assert link.rail == i
+        assert (link.a.container, link.b.container) == ("spark-head", "spark-worker")
+        assert link.a.ifname == link.b.ifname == RAILS[i]
+        assert link.a.bridge is None and link.b.bridge is None
+    assert topo.mtu == 9000
+
+
+def test_three_nodes_switch_per_rail():
+    topo = lab.plan_topology(lab.nodes_from_inventory(three_nodes()))
+    assert topo.switched
+    assert topo.bridges == ("rail0", "rail1")
+    assert len(topo.links) == 6          # one veth per node per rail
+    for link in topo.links:
+        assert link.a.container in ("lab-h", "lab-w1", "lab-w2")
+        assert link.b.container is None  # switch side lives in the switch namespace
+        assert link.b.bridge == f"rail{link.rail}"
+    w2 = [l for l in topo.links if l.a.container == "lab-w2"]
+    assert [l.a.ifname for l in w2] == ["eth1", "eth2"]  # per-host names honoured
+
+
+@pytest.mark.parametrize("make", [two_nodes, three_nodes])
+def test_veth_names_short_unique_deterministic(make):
+    topo = lab.plan_topology(lab.nodes_from_inventory(make()))
+    names = [e.tmpname for e in all_ends(topo)]
+    assert len(set(names)) == len(names)
+    assert all(len(n) <= 15 and lab.VETH_RE.match(n) for n in names)
+    again = lab.plan_topology(lab.nodes_from_inventory(make()))
+    assert [e.tmpname for e in all_ends(again)] == names
+
+
+def test_switch_ports_differ_from_node_ends():
+    topo = lab.plan_topology(lab.nodes_from_inventory(three_nodes()))
+    node_side = {l.a.tmpname for l in topo.links}
+    switch_side = {l.b.tmpname for l in topo.links}
+    assert not node_side & switch_side
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda hv: hv["spark-worker"].update(spark_rails=[{"interface": "enp1s0f1np1"}]), "same, non-zero"),
+    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="198.19.0.10"), "duplicate mgmt_address"),
+    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="10.0.0.5"), "not usable"),
+    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="198.19.0.1"), "not usable"),
+    (lambda hv: hv["spark-worker"].update(ansible_host="spark-head"), "duplicate container"),
+    (lambda hv: hv["spark-worker"]["spark_rails"][0].update(interface="a-very-long-ifname0"), "bad rail"),
+    (lambda hv: hv["spark-worker"]["spark_rails"][1].update(interface="enp1s0f1np1"), "two rails"),
+    (lambda hv: hv["spark-worker"].update(spark_mtu=1500), "spark_mtu differs"),
+    (lambda hv: hv["spark-worker"].pop("spark_lab_mgmt_address"), "missing spark_lab_mgmt_address"),
+    (lambda hv: hv.pop("spark-worker"), "at least 2"),
+])
+def test_invalid_inventories_are_refused(mutate, message):
+    inv = two_nodes()
+    mutate(inv["_meta"]["hostvars"])
+    with pytest.raises(lab.LabError, match=message):
+        lab.plan_topology(lab.nodes_from_inventory(inv))
+
+
+def test_recipe_tag_changes_with_recipe(tmp_path):
+    (tmp_path / "packages.txt").write_text("systemd\n")
+    (tmp_path / "build.sh").write_text("#!/bin/sh\n")
+    t1 = lab.recipe_tag(tmp_path)
+    assert len(t1) == 12 and t1 == lab.recipe_tag(tmp_path)
+    (tmp_path / "build.sh").chmod(0o755)
+    t2 = lab.recipe_tag(tmp_path)
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "overlay" / "x.conf").write_text("a")
+    t3 = lab.recipe_tag(tmp_path)
+    (tmp_path / "packages.txt").write_text("systemd\njq\n")
+    t4 = lab.recipe_tag(tmp_path)
+    assert len({t1, t2, t3, t4}) == 4
+
+
+def test_repo_inventory_plans_two_direct_rails():
+    """The real inventory/lab, through ansible-inventory, if it is installed."""
+    try:
+        exe = lab.ansible_inventory_bin()
+    except lab.LabError:
+        pytest.skip("ansible-inventory not installed")
+    nodes = lab.load_inventory(lab.DEFAULT_INVENTORY)
+    topo = lab.plan_topology(nodes)
+    assert exe and [n.name for n in nodes] == ["spark-head", "spark-worker"]
+    assert [n.mgmt_address for n in nodes] == ["198.19.0.10", "198.19.0.11"]
+    assert [l.a.ifname for l in topo.links] == ["enp1s0f1np1", "enP2p1s0f1np1"]

@@ -1,0 +1,170 @@
+"""module_utils/spark_report.py: stable JSON keys, Markdown table rows, PNG written,
+built from the real captured probe outputs (fixtures/linkprobe)."""
+
+import datetime
+import json
+import os
+import pathlib
+
+from module_utils import spark_linkprobe as lp
+from module_utils import spark_report as rep
+
+FIX = pathlib.Path(__file__).parent / "fixtures" / "linkprobe"
+WHEN = datetime.datetime(2026, 11, 29, 10, 57, 50, tzinfo=datetime.timezone.utc)
+
+
+def ping(name):
+    err = FIX / f"{name}.err"
+    txt = (FIX / f"{name}.out").read_text() + "\n" + (err.read_text() if err.exists() else "")
+    return {"kind": "ping", "parsed": lp.parse_ping(txt)}
+
+
+def tcp(*names):
+    results = [lp.parse_iperf3((FIX / f"{n}.out").read_text()) for n in names]
+    return {"kind": "iperf3", "iperf3_version": "iperf 3.12 (cJSON 1.7.15)",
+            "results": results, "sum": lp.sum_parallel(results)}
+
+
+def rdma(name):
+    r = lp.parse_ib_write_bw((FIX / name).read_text())
+    r.update(kind="rdma", measured=True, rdma_hardware=True, hca=r["device"], gid_index=3)
+    return r
+
+
+def pair(rail, src, dst):
+    iface = ["enp1s0f1np1", "enP2p1s0f1np1"][rail]
+    return {"id": f"r{rail}:{src}>{dst}", "rail": rail, "src_host": src, "dst_host": dst,
+            "src_interface": iface, "dst_interface": iface,
+            "src_address": f"198.18.10{rail}.{10 if src == 'spark-head' else 11}",
+            "dst_address": f"198.18.10{rail}.{10 if dst == 'spark-head' else 11}"}
+
+
+PAIRS = [pair(0, "spark-head", "spark-worker"), pair(0, "spark-worker", "spark-head"),
+         pair(1, "spark-head", "spark-worker"), pair(1, "spark-worker", "spark-head")]
+
+
+def links(rdma_dev=True, mtu=9000):
+    def rail(i):
+        return {"interface": ["enp1s0f1np1", "enP2p1s0f1np1"][i], "speed_mbps": 200000,
+                "mtu": mtu, "rdma_device": ["rocep1s0f1", "roceP2p1s0f1"][i] if rdma_dev
+                else None, "cpus": 20}
+    return {"spark-head": [rail(0), rail(1)], "spark-worker": [rail(0), rail(1)]}
+
+
+def all_probes(rdma_file="ib_write_bw_pass.txt", df="ping_df_ok"):
+    ids = [p["id"] for p in PAIRS]
+    return {
+        "ping": {i: ping("ping_ok") for i in ids},
+        "ping_df": {i: ping(df) for i in ids},
+        "tcp_single": {i: tcp("iperf3_single") for i in ids},
+        "tcp_parallel": {i: tcp("iperf3_parallel_0", "iperf3_parallel_1") for i in ids},
+        "rdma": {i: rdma(rdma_file) for i in ids} if rdma_file else {},
+    }
+
+
+TOP_KEYS = {"schema", "schema_version", "generated_at", "verdict", "fit_for_tensor_parallel",
+            "summary", "failures", "warnings", "thresholds", "rails", "nodes"}
+DIRECTION_KEYS = {"id", "direction", "src_host", "dst_host", "src_interface", "dst_interface",
+                  "src_address", "dst_address", "ping", "mtu", "tcp", "rdma", "checks",
+                  "verdict", "failures", "not_measured"}
+
+
+def test_all_pass_and_stable_keys():
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    assert set(r) == TOP_KEYS
+    assert (r["schema"], r["schema_version"]) == ("spark-link-report", 1)
+    assert r["generated_at"] == "2026-11-29T10:57:50Z"
+    assert r["verdict"] == "pass" and r["fit_for_tensor_parallel"] is True
+    assert r["failures"] == []
+    assert [x["index"] for x in r["rails"]] == [0, 1]
+    rail = r["rails"][0]
+    assert {"index", "interface", "interfaces", "line_rate_gbps", "line_rate_source",
+            "directions", "verdict", "reason", "ceilings"} == set(rail)
+    assert rail["line_rate_gbps"] == 200.0
+    d = rail["directions"][0]
+    assert set(d) == DIRECTION_KEYS
+    assert set(d["ping"]) == {"loss_pct", "transmitted", "received", "rtt_min_ms",
+                              "rtt_avg_ms", "rtt_max_ms", "rtt_mdev_ms"}
+    assert set(d["tcp"]) == {"single_gbps", "parallel_gbps", "parallel_processes",
+                             "parallel_per_process_gbps", "single_retransmits",
+                             "parallel_retransmits", "iperf3_version", "errors"}
+    assert set(d["rdma"]) == {"gbps", "src_device", "dst_device", "gid_index", "status",
+                              "reason", "remedy"}
+    assert d["tcp"]["single_gbps"] == 17.771 and d["tcp"]["parallel_processes"] == 2
+    assert d["rdma"]["gbps"] == 92.58
+    json.dumps(r)  # serialisable
+
+
+def test_lab_without_rdma_is_not_measured_never_pass():
+    pairs = [dict(p, rdma_status="not_measured",
+                  rdma_reason="no RDMA device for this rail on spark-head, spark-worker")
+             for p in PAIRS]
+    r = rep.build_report(pairs, all_probes(rdma_file=None), links(rdma_dev=False),
+                         generated_at=WHEN)
+    assert r["verdict"] == "incomplete" and r["fit_for_tensor_parallel"] is None
+    assert r["failures"] == []
+    d = r["rails"][1]["directions"][1]
+    assert d["rdma"]["status"] == "not_measured" and "no RDMA device" in d["rdma"]["reason"]
+    assert d["verdict"] == "incomplete"
+
+
+def test_stale_rdma_and_mtu_mismatch_fail_with_remedy():
+    r = rep.build_report(PAIRS, all_probes("ib_write_bw_stale.txt", df="ping_df_mtu_mismatch"),
+                         links(), generated_at=WHEN)
+    assert r["verdict"] == "fail" and r["fit_for_tensor_parallel"] is False
+    assert any("rail 0 spark-head -> spark-worker: mtu:" in f for f in r["failures"])
+    assert any("stale-initialization" in f for f in r["failures"])
+    assert any("AC power for 60 s" in w for w in r["warnings"])
+    assert r["rails"][0]["directions"][0]["rdma"]["status"] == "stale_init"
+
+
+def test_rdma_hardware_but_tool_missing_fails():
+    probes = all_probes(rdma_file=None)
+    probes["rdma"] = {p["id"]: {"kind": "rdma", "measured": False, "rdma_hardware": True,
+                                "ok": False, "reason": "ib_write_bw (perftest) not installed"}
+                      for p in PAIRS}
+    r = rep.build_report(PAIRS, probes, links(), generated_at=WHEN)
+    assert r["verdict"] == "fail"
+    assert any("not installed" in f for f in r["failures"])
+
+
+def test_pinning_problems_fail_only_when_deployed():
+    pin = {"spark-head": {"problems": [{"variable": "VLLM_HOST_IP", "found": None,
+                                        "expected": "198.18.100.10",
+                                        "message": "VLLM_HOST_IP is not set"}],
+                          "would_pick": {"interface": "wlP9s9", "address": "198.19.0.10"}}}
+    r = rep.build_report(PAIRS, all_probes(), links(), pinning=pin, generated_at=WHEN,
+                         env_file_present={"spark-head": False})
+    assert r["verdict"] == "pass" and any("VLLM_HOST_IP" in w for w in r["warnings"])
+    assert r["nodes"]["spark-head"]["pinning"]["note"] == (
+        "vLLM would take 198.19.0.10 (wlP9s9) if VLLM_HOST_IP were unset")
+    r = rep.build_report(PAIRS, all_probes(), links(), pinning=pin, generated_at=WHEN,
+                         env_file_present={"spark-head": True})
+    assert r["verdict"] == "fail"
+    assert r["failures"] == ["spark-head pinning: VLLM_HOST_IP is not set"]
+
+
+def test_markdown_has_a_table_per_rail():
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    md = rep.render_markdown(r)
+    assert "## Rail 0 (enp1s0f1np1)" in md and "## Rail 1 (enP2p1s0f1np1)" in md
+    assert md.count("| direction | loss | RTT min/avg/max/mdev ms | MTU check | TCP single Gb/s"
+                    " | TCP parallel Gb/s | RDMA Gb/s | verdict |") == 2
+    assert ("| spark-head -> spark-worker | 0% | 0.040/0.052/0.057/0.005 | pass | 17.77 | "
+            "29.08 (x2) | 92.58 | pass |") in md
+    assert "Ceilings: " in md and "Line rate: 200 Gb/s" in md
+
+
+def test_write_report_files_and_latest(tmp_path):
+    r = rep.build_report(PAIRS, all_probes("ib_write_bw_stale.txt"), links(), generated_at=WHEN)
+    paths = rep.write_report(r, str(tmp_path / "sub" / ".." / "reports"))
+    stamp = "20261129T105750Z"
+    for ext in ("json", "md", "png"):
+        path = pathlib.Path(paths[ext])
+        assert path.name == f"link-{stamp}.{ext}" and path.parent == tmp_path / "reports"
+        assert path.stat().st_size > 0
+        latest = pathlib.Path(paths["latest_" + ext])
+        assert latest.name == f"link-latest.{ext}"
+        assert os.path.realpath(latest) == str(path)
+    assert pathlib.Path(paths["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(pathlib.Path(paths["latest_json"]).read_text())["verdict"] == "fail"
