@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -333,8 +333,6 @@ def ensure_node(node: Node, image: str, recreate: bool) -> bool:
                 say(f"{node.name}: recreating with {image}")
                 docker("rm", "-f", node.container)
                 info = None
-        elif recreate:
-            pass  # same image: nothing to recreate
     if info is None:
         say(f"{node.name}: starting container {node.container} ({node.mgmt_address})")
         run_node(node, image)
@@ -592,16 +590,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inventory", "-i", default=str(DEFAULT_INVENTORY),
                    help="inventory of the lab (default: inventory/lab)")
     sub = p.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)   # --inventory after the subcommand too
+    common.add_argument("--inventory", "-i", default=argparse.SUPPRESS)
     sub.add_parser("image", help="build the node image if needed, print its tag")
-    up = sub.add_parser("up", help="start the lab (idempotent)")
-    up.add_argument("--inventory", "-i", default=argparse.SUPPRESS)
+    up = sub.add_parser("up", parents=[common], help="start the lab (idempotent)")
     up.add_argument("--recreate", action="store_true",
                     help="replace node containers that run another image")
-    sub.add_parser("replug", help="re-create missing rail cables")
-    rs = sub.add_parser("restart", help="reboot one node, then replug its cables")
+    sub.add_parser("replug", parents=[common], help="re-create missing rail cables")
+    rs = sub.add_parser("restart", parents=[common], help="reboot one node, then replug its cables")
     rs.add_argument("node")
     sub.add_parser("down", help="remove everything the lab created (idempotent)")
-    sub.add_parser("status", help="nodes, state, mgmt IP, rail links")
+    sub.add_parser("status", parents=[common], help="nodes, state, mgmt IP, rail links")
     args = p.parse_args(argv)
     handlers = {"image": cmd_image, "up": cmd_up, "replug": cmd_replug,
                 "restart": cmd_restart, "down": cmd_down, "status": cmd_status}

@@ -110,7 +110,8 @@ APT=(chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 log "  $(grep -c '^Setting up' "$WORK/apt.log") packages set up in $((SECONDS - t0)) s"
 
 log "phase 3/4: configure the rootfs for systemd in a container"
-cp -a "$HERE/overlay/." "$ROOT/"
+# overlay files owned by root whoever checked the repo out; existing dirs keep their modes
+tar -C "$HERE/overlay" --owner=0 --group=0 -cf - . | tar -C "$ROOT" --no-overwrite-dir -xf -
 chroot "$ROOT" systemctl enable systemd-networkd.service >/dev/null 2>&1
 # Units that fail or only waste time in a container. udevadm stays (netplan calls it).
 for u in getty@.service serial-getty@.service console-getty.service getty.target \
