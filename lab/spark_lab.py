@@ -9,7 +9,7 @@
     spark_lab.py down                      remove containers, volumes, network, switch
 
 Topology comes from the inventory (``ansible-inventory --list``): every host with
-``ansible_host`` (container name), ``spark_lab_mgmt_address`` and ``spark_rails``.
+``ansible_host`` (container name), ``spark_mgmt_address`` and ``spark_rails``.
 The docker network ``spark-lab-mgmt`` (198.19.0.0/24) plays the Wi-Fi and carries the
 default route. Rail i ("QSFP cable" i) is one veth pair when there are exactly two
 nodes, or a bridge per rail inside the network namespace ``spark-lab-sw`` (a switch)
@@ -135,12 +135,12 @@ def nodes_from_inventory(inv: dict) -> list[Node]:
         hv = hostvars.get(host, {})
         if "spark_rails" not in hv:
             continue
-        missing = [k for k in ("spark_lab_mgmt_address",) if k not in hv]
+        missing = [k for k in ("spark_mgmt_address",) if k not in hv]
         if missing:
             raise LabError(f"{host}: missing {', '.join(missing)}")
         rails = tuple(str(r["interface"]) for r in hv["spark_rails"])
         nodes.append(Node(name=host, container=str(hv.get("ansible_host", host)),
-                          mgmt_address=str(hv["spark_lab_mgmt_address"]), rails=rails,
+                          mgmt_address=str(hv["spark_mgmt_address"]), rails=rails,
                           mtu=int(hv.get("spark_mtu", DEFAULT_MTU))))
     validate_nodes(nodes)
     return nodes
@@ -160,7 +160,7 @@ def validate_nodes(nodes: list[Node]) -> None:
             raise LabError(f"duplicate {attr} among lab nodes: {values}")
     for n in nodes:
         if ipaddress.ip_address(n.mgmt_address) not in net or n.mgmt_address == GATEWAY:
-            raise LabError(f"{n.name}: spark_lab_mgmt_address {n.mgmt_address} not usable in {SUBNET}")
+            raise LabError(f"{n.name}: spark_mgmt_address {n.mgmt_address} not usable in {SUBNET}")
         for ifname in n.rails:
             if not ifname or len(ifname) > IFNAMSIZ or "/" in ifname or ifname in ("eth0", "lo"):
                 raise LabError(f"{n.name}: bad rail interface name {ifname!r}")
@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("replug", parents=[common], help="re-create missing rail cables")
     rs = sub.add_parser("restart", parents=[common], help="reboot one node, then replug its cables")
     rs.add_argument("node")
-    sub.add_parser("down", help="remove everything the lab created (idempotent)")
+    sub.add_parser("down", parents=[common], help="remove everything the lab created (idempotent)")
     sub.add_parser("status", parents=[common], help="nodes, state, mgmt IP, rail links")
     args = p.parse_args(argv)
     handlers = {"image": cmd_image, "up": cmd_up, "replug": cmd_replug,

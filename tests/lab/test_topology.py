@@ -17,7 +17,7 @@ RAILS = ["enp1s0f1np1", "enP2p1s0f1np1"]
 
 
 def host(ip: str, rails=RAILS, container: str | None = None, **extra) -> dict:
-    hv = {"spark_lab_mgmt_address": ip, "spark_mtu": 9000,
+    hv = {"spark_mgmt_address": ip, "spark_mtu": 9000,
           "spark_rails": [{"interface": r, "address": f"198.18.{100 + i}.{ip.split('.')[-1]}/24"}
                           for i, r in enumerate(rails)]}
     if container:
@@ -121,14 +121,14 @@ def test_switch_ports_differ_from_node_ends():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda hv: hv["spark-worker"].update(spark_rails=[{"interface": "enp1s0f1np1"}]), "same, non-zero"),
-    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="198.19.0.10"), "duplicate mgmt_address"),
-    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="10.0.0.5"), "not usable"),
-    (lambda hv: hv["spark-worker"].update(spark_lab_mgmt_address="198.19.0.1"), "not usable"),
+    (lambda hv: hv["spark-worker"].update(spark_mgmt_address="198.19.0.10"), "duplicate mgmt_address"),
+    (lambda hv: hv["spark-worker"].update(spark_mgmt_address="10.0.0.5"), "not usable"),
+    (lambda hv: hv["spark-worker"].update(spark_mgmt_address="198.19.0.1"), "not usable"),
     (lambda hv: hv["spark-worker"].update(ansible_host="spark-head"), "duplicate container"),
     (lambda hv: hv["spark-worker"]["spark_rails"][0].update(interface="a-very-long-ifname0"), "bad rail"),
     (lambda hv: hv["spark-worker"]["spark_rails"][1].update(interface="enp1s0f1np1"), "two rails"),
     (lambda hv: hv["spark-worker"].update(spark_mtu=1500), "spark_mtu differs"),
-    (lambda hv: hv["spark-worker"].pop("spark_lab_mgmt_address"), "missing spark_lab_mgmt_address"),
+    (lambda hv: hv["spark-worker"].pop("spark_mgmt_address"), "missing spark_mgmt_address"),
     (lambda hv: hv.pop("spark-worker"), "at least 2"),
 ])
 def test_invalid_inventories_are_refused(mutate, message):
