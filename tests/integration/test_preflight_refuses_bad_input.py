@@ -5,6 +5,7 @@ and addresses must be exactly as before."""
 import copy
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -81,8 +82,7 @@ def node_state(container):
 @pytest.mark.parametrize("mutate,message", CASES, ids=[c[0].__name__ for c in CASES])
 def test_bad_inventory_fails_in_preflight_and_changes_nothing(tmp_path, mutate, message):
     inv_dir = tmp_path / "inventory"
-    (inv_dir / "group_vars").mkdir(parents=True)
-    (inv_dir / "group_vars" / "spark.yml").write_text((LAB / "group_vars" / "spark.yml").read_text())
+    shutil.copytree(LAB / "group_vars", inv_dir / "group_vars")
     (inv_dir / "hosts.yml").write_text(yaml.safe_dump(mutate(copy.deepcopy(load_lab()))))
 
     before = {c: node_state(c) for c in ("spark-head", "spark-worker")}

@@ -19,7 +19,7 @@ def test_netplan_file_is_private_and_lists_the_rails(host, rails):
     for rail in rails:
         assert rail["interface"] in f.content_string
         assert rail["address"] in f.content_string
-    assert "routes" not in f.content_string
+    assert "routes:" not in f.content_string
     assert "dhcp4: false" in f.content_string
 
 
