@@ -46,8 +46,8 @@ lab-status: venv ## show the lab nodes and their rails
 lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
-	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml
-	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml
+	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml
 
 unit: venv ## unit tests of library/, module_utils/ and the lab tool
 	$(BIN)/python -m pytest -q tests/unit tests/lab

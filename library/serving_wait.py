@@ -220,7 +220,7 @@ def main():
             module.fail_json(
                 msg=f"{p['unit']} failed ({result}); end of its journal:\n{journal}",
                 unit_state=f"{active}/{sub}", phase=phase["phase"], detail=phase["detail"],
-                ready=False, journal=journal.splitlines())
+                ready=False, unit_failed=True, journal=journal.splitlines())
         if ready or elapsed >= p["wait_seconds"]:
             break
         time.sleep(2)

@@ -676,6 +676,15 @@ class BenchClient:
     def __exit__(self, *exc):
         self.close()
 
+    def _loopback_hint(self):
+        host = self.httpx.URL(self.api_url).host
+        if host in ("localhost", "::1") or host.startswith("127."):
+            return (" Note: %s is the loopback of the machine running the benchmark "
+                    "(bench_run_from), not the head's; the API bound on the head's "
+                    "127.0.0.1 is reachable only there or through a tunnel "
+                    "(ssh -L 8888:127.0.0.1:8888 <head>)." % host)
+        return ""
+
     def _get(self, path):
         try:
             return self.client.get(path)
@@ -686,8 +695,8 @@ class BenchClient:
                 "Start or check the serving stack on the head (ansible-playbook site.yml; "
                 "systemctl status spark-runtime; journalctl -u spark-runtime shows the "
                 "start-up phase) and rerun once the log says 'Application startup "
-                "complete.' (a first start takes ~20 min), or set bench_api_url."
-                % (self.api_url, path, exc)) from exc
+                "complete.' (a first start takes ~20 min), or set bench_api_url.%s"
+                % (self.api_url, path, exc, self._loopback_hint())) from exc
         except self.httpx.TimeoutException as exc:
             raise BenchRefusal(
                 "server_down",

@@ -453,6 +453,7 @@ def test_refuses_when_server_is_down():
     assert info.value.reason == "server_down"
     assert url in str(info.value) and "not up" in str(info.value)
     assert "Application startup complete." in str(info.value)
+    assert "loopback" in str(info.value)
 
 
 def test_refuses_when_not_healthy(fake):
@@ -642,3 +643,10 @@ def test_playbook_refuses_with_a_clear_message(tmp_path):
     assert run_.returncode != 0
     assert "is not up" in run_.stdout and url in run_.stdout
     assert not (tmp_path / "reports").exists()
+
+
+def test_playbook_check_mode_puts_no_load(fake, tmp_path):
+    run_ = playbook(tmp_path, fake.url, "--check")
+    assert run_.returncode == 0, run_.stdout + run_.stderr
+    assert "check mode: not written" in run_.stdout
+    assert fake.posts() == [] and not (tmp_path / "reports").exists()
