@@ -11,7 +11,7 @@ LAB_INVENTORY ?= inventory/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker lab-up lab lab-down lab-status lint unit molecule test clean
+.PHONY: help venv docker lab-up lab lab-down lab-status lint unit molecule test clean bench-link
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -59,3 +59,6 @@ test: lint unit molecule ## everything CI runs
 
 clean: lab-down ## lab down and remove the venv
 	rm -rf $(VENV) .cache
+
+bench-link: venv ## benchmark: validate-link duration and TCP vs hand-run iperf3 (lab up) -> docs/link-benchmark.md
+	$(BIN)/python scripts/bench_link.py

@@ -124,6 +124,7 @@ def build_direction(pair, probes, links, thresholds):
             "single_gbps": _g(single, "gbps"),
             "parallel_gbps": _g(parallel, "gbps"),
             "parallel_processes": _g(parallel, "processes"),
+            "parallel_streams": _g(parallel, "streams_per_process"),
             "parallel_per_process_gbps": _g(parallel, "per_process_gbps"),
             "single_retransmits": _g(single, "retransmits"),
             "parallel_retransmits": _g(parallel, "retransmits"),
