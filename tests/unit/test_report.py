@@ -85,7 +85,7 @@ def test_all_pass_and_stable_keys():
     assert set(d) == DIRECTION_KEYS
     assert set(d["ping"]) == {"loss_pct", "transmitted", "received", "rtt_min_ms",
                               "rtt_avg_ms", "rtt_max_ms", "rtt_mdev_ms"}
-    assert set(d["tcp"]) == {"single_gbps", "parallel_gbps", "parallel_processes",
+    assert set(d["tcp"]) == {"single_gbps", "parallel_gbps", "parallel_processes", "parallel_streams",
                              "parallel_per_process_gbps", "single_retransmits",
                              "parallel_retransmits", "iperf3_version", "errors"}
     assert set(d["rdma"]) == {"gbps", "src_device", "dst_device", "gid_index", "status",
