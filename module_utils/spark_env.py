@@ -26,10 +26,7 @@ import re
 try:
     from ansible.module_utils.spark_envfile import render as render_envfile
 except ImportError:  # standalone: node-side pre-start check
-    try:
-        from spark_envfile import render as render_envfile
-    except ImportError:  # unit tests: the repository root on sys.path
-        from module_utils.spark_envfile import render as render_envfile
+    from spark_envfile import render as render_envfile
 
 SOCKET_KEYS = (
     "GLOO_SOCKET_IFNAME",

@@ -34,18 +34,11 @@ try:
     from ansible.module_utils.spark_pinning import check_pinning, format_problems
     from ansible.module_utils.spark_roce import GidError, resolve
 except ImportError:  # standalone: node-side pre-start check
-    try:
-        from spark_env import build_env, check_rail0, render
-        from spark_envfile import parse
-        from spark_netlink import NetlinkReader
-        from spark_pinning import check_pinning, format_problems
-        from spark_roce import GidError, resolve
-    except ImportError:  # unit tests: the repository root on sys.path
-        from module_utils.spark_env import build_env, check_rail0, render
-        from module_utils.spark_envfile import parse
-        from module_utils.spark_netlink import NetlinkReader
-        from module_utils.spark_pinning import check_pinning, format_problems
-        from module_utils.spark_roce import GidError, resolve
+    from spark_env import build_env, check_rail0, render
+    from spark_envfile import parse
+    from spark_netlink import NetlinkReader
+    from spark_pinning import check_pinning, format_problems
+    from spark_roce import GidError, resolve
 
 DEFAULT_PARAMS = "/etc/spark-cluster/runtime-env.json"
 PROG = "spark-prestart"

@@ -10,15 +10,13 @@ points ``link-latest.*`` at them. Plain Python 3.11+; matplotlib only for the PN
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import shutil
 
 from ansible.module_utils.spark_linkprobe import (
     FAIL, NOT_MEASURED, PASS, STALE, ceiling_explanation, direction_verdict,
     mtu_check, ping_verdict, rail_verdict, rdma_verdict, tcp_verdict,
     thresholds_with_defaults,
 )
+from ansible.module_utils.spark_reportfiles import write_json, write_report_files, write_text
 
 SCHEMA = "spark-link-report"
 SCHEMA_VERSION = 1
@@ -358,38 +356,11 @@ def render_png(report, path):
     return path
 
 
-def _point_latest(target, latest):
-    """link-latest.* -> the newest file: a relative symlink, a copy where that fails."""
-    try:
-        if os.path.lexists(latest):
-            os.unlink(latest)
-        os.symlink(os.path.basename(target), latest)
-    except OSError:
-        shutil.copyfile(target, latest)
-
-
 def write_report(report, report_dir, formats=("json", "md", "png"), prefix="link"):
-    """Write <prefix>-<stamp>.<ext> for each format and <prefix>-latest.<ext>.
-    Returns {ext: path} plus {"latest_<ext>": path}."""
-    report_dir = os.path.realpath(os.path.expanduser(report_dir))
-    os.makedirs(report_dir, exist_ok=True)
-    stamp = report["generated_at"].replace("-", "").replace(":", "")
-    paths = {}
-    for ext in formats:
-        path = os.path.join(report_dir, "%s-%s.%s" % (prefix, stamp, ext))
-        if ext == "json":
-            with open(path, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-        elif ext == "md":
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(render_markdown(report))
-        elif ext == "png":
-            render_png(report, path)
-        else:
-            raise ValueError("unknown report format %r" % ext)
-        latest = os.path.join(report_dir, "%s-latest.%s" % (prefix, ext))
-        _point_latest(path, latest)
-        paths[ext] = path
-        paths["latest_" + ext] = latest
-    return paths
+    """Write link-<stamp>.<ext> per format and link-latest.<ext>; returns the paths."""
+    renderers = {
+        "json": write_json,
+        "md": lambda rep, path: write_text(render_markdown(rep), path),
+        "png": render_png,
+    }
+    return write_report_files(report, report_dir, renderers, formats, prefix)

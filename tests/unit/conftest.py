@@ -2,6 +2,8 @@
 Ansible modules import them (``ansible.module_utils.spark_*``)."""
 
 import importlib
+import importlib.abc
+import importlib.util
 import pathlib
 import sys
 
@@ -17,14 +19,32 @@ import module_utils  # noqa: E402  (namespace package: the repository's module_u
 
 # One module object per file, reachable under all three names the code uses:
 # "spark_x" (node-side, standalone), "module_utils.spark_x" (tests) and
-# "ansible.module_utils.spark_x" (modules). Imported standalone first, so the
-# sibling-import fallbacks resolve to the same objects (exception classes included).
+# "ansible.module_utils.spark_x" (modules), whatever order they are imported in, so
+# exception classes and module state are shared.
+
+
+class _SparkUtilsLoader(importlib.abc.Loader):
+    def create_module(self, spec):
+        return importlib.import_module(spec.name.rsplit(".", 1)[1])
+
+    def exec_module(self, module):
+        pass
+
+
+class _SparkUtilsFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        prefix, _, name = fullname.rpartition(".")
+        if prefix in ("ansible.module_utils", "module_utils") and name.startswith("spark_"):
+            if (ROOT / "module_utils" / f"{name}.py").exists():
+                return importlib.util.spec_from_loader(fullname, _SparkUtilsLoader())
+        return None
+
+
+sys.meta_path.insert(0, _SparkUtilsFinder())
 for mod_file in sorted((ROOT / "module_utils").glob("spark_*.py")):
     name = mod_file.stem
-    module = importlib.import_module(name)
-    for alias, package in ((f"module_utils.{name}", module_utils), (f"ansible.module_utils.{name}", ansible.module_utils)):
-        sys.modules[alias] = module
-        setattr(package, name, module)
+    for package in (module_utils, ansible.module_utils):
+        setattr(package, name, importlib.import_module(f"{package.__name__}.{name}"))
 
 
 @pytest.fixture
