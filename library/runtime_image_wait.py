@@ -54,7 +54,7 @@ finished:
   description: Whether the build has ended.
   returned: always
   type: bool
-rc:
+exit_code:
   description: The build's exit code (-1 while it runs).
   returned: always
   type: int
@@ -128,11 +128,11 @@ def main():
     if finished and rc != 0:
         module.fail_json(
             msg=f"image build failed (exit {rc}); log {p['log_path']} ends with:\n" + "\n".join(tail),
-            finished=True, rc=rc, step=progress["step"], last_line=progress["last_line"], tail=tail)
+            finished=True, exit_code=rc, step=progress["step"], last_line=progress["last_line"], tail=tail)
     state = "finished" if finished else "running"
     size = os.path.getsize(p["log_path"]) if os.path.exists(p["log_path"]) else 0
     message = f"build {state} ({size} bytes of log); step: {progress['step'] or '-'}; last: {progress['last_line'] or '-'}"
-    module.exit_json(changed=False, finished=finished, rc=-1 if rc is None else rc,
+    module.exit_json(changed=False, finished=finished, exit_code=-1 if rc is None else rc,
                      step=progress["step"], last_line=progress["last_line"], tail=tail,
                      message=message, elapsed=elapsed)
 

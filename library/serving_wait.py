@@ -136,6 +136,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.spark_serving import (
+    ERROR_RE,
     describe_phase,
     http_json,
     parse_phase,
@@ -226,6 +227,12 @@ def main():
         time.sleep(2)
     state = f"{active}/{sub}"
     message = f"{phase['detail']} (unit {state}" + ("" if running else ", container not running") + ")"
+    if not running:
+        _, journal, _ = module.run_command(
+            ["journalctl", "-u", p["unit"], "-n", "8", "--no-pager", "-o", "cat"])
+        errors = [line for line in journal.splitlines() if ERROR_RE.search(line) or "rror" in line]
+        if errors:
+            message += f"; journal: {errors[-1][:300]}"
     if p["role"] == "worker" and ready:
         message = f"worker up: {line} (unit {state})"
     if phase["error"] and not ready:
