@@ -1,0 +1,219 @@
+"""Serving in the lab (stand-in runtime): files, units, one image ID everywhere, the API,
+and three faults - a wrong pin stops the start with the pre-start check's message,
+a killed worker rank brings the pair back in order, and rebooting both nodes brings the
+service back without Ansible. Each fault test is bounded (< 2 min) and restores the lab.
+
+The fault tests drive the lab from the controller (docker exec, lab/spark_lab.py) and
+run once (on the head's parametrization)."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
+PARAMS = "/etc/spark-cluster/runtime-env.json"
+UNIT = "spark-runtime.service"
+
+
+def is_head(hostvars):
+    return hostvars["inventory_hostname"] in hostvars["groups"]["spark_head"]
+
+
+def containers(hostvars):
+    hv = hostvars["hostvars"]
+    head = hostvars["groups"]["spark_head"][0]
+    workers = hostvars["groups"]["spark_workers"]
+    return hv[head]["ansible_host"], [hv[w]["ansible_host"] for w in workers]
+
+
+def api_url(hostvars):
+    head = hostvars["groups"]["spark_head"][0]
+    return f"http://{hostvars['hostvars'][head]['spark_mgmt_address']}:8888"
+
+
+def dexec(container, cmd, check=False, timeout=60):
+    return subprocess.run(["docker", "exec", container, "sh", "-c", cmd], capture_output=True,
+                          text=True, check=check, timeout=timeout)
+
+
+def get(url, timeout=3):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc)
+
+
+def started_at(container):
+    return dexec(container, "docker inspect -f '{{.State.StartedAt}}' spark-runtime").stdout.strip()
+
+
+def wait_pair_healthy(hostvars, timeout, not_before=None):
+    """Wait until the head answers /health and (optionally) both ranks run containers
+    started after the given StartedAt values. Returns seconds waited."""
+    head, workers = containers(hostvars)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        status, _ = get(api_url(hostvars) + "/health")
+        fresh = all(started_at(c) != old for c, old in (not_before or {}).items())
+        if status == 200 and fresh:
+            return time.monotonic() - t0
+        time.sleep(2)
+    states = {c: dexec(c, f"systemctl is-active {UNIT}; journalctl -u {UNIT} -n 5 -o cat").stdout
+              for c in [head] + workers}
+    pytest.fail(f"the pair did not come back healthy in {timeout} s: {states}")
+
+
+# --------------------------------------------------------------------------- files and units
+
+def test_compose_file_carries_the_field_flags(host, hostvars):
+    f = host.file("/etc/spark-cluster/compose.yml")
+    assert f.exists and f.user == "root"
+    text = f.content_string
+    command = text.split("command:", 1)[1]
+    nnodes = 1 + len(hostvars["groups"]["spark_workers"])
+    for flag in ('"--trust-remote-code"', '"--gpu-memory-utilization"', '"0.82"', '"--max-model-len"',
+                 '"262144"', '"--port"', '"8888"', '"--enable-auto-tool-choice"',
+                 '"{\\"method\\":\\"dspark\\",\\"num_speculative_tokens\\":5}"',
+                 '"--tokenizer-mode"', '"--reasoning-parser"', '"--tool-call-parser"', '"deepseek_v4"',
+                 '"--nnodes"', f'"{nnodes}"', '"--tensor-parallel-size"', '"--master-addr"', '"--master-port"'):
+        assert flag in command, flag
+    assert ('"--headless"' in command) is (not is_head(hostvars))
+    assert "network_mode: host" in text and "ipc: host" in text
+    assert "/etc/spark-cluster/runtime.env" in text
+    assert "/root/.cache/huggingface/hub" in text and "/var/cache/spark-jit" in text
+    assert "VLLM_API_KEY" not in text and "TOKEN" not in text
+
+
+def test_unit_is_enabled_active_and_checks_pinning_first(host, hostvars):
+    unit = host.file(f"/etc/systemd/system/{UNIT}").content_string
+    assert ("ExecStartPre=/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py "
+            "--params /etc/spark-cluster/runtime-env.json") in unit
+    assert "compose -f /etc/spark-cluster/compose.yml -p spark-runtime up" in unit
+    assert "ExecStop=/usr/bin/docker compose -f /etc/spark-cluster/compose.yml -p spark-runtime down" in unit
+    assert "Restart=on-failure" in unit and "RestartSec=" in unit and "StartLimitBurst=" in unit
+    assert "VLLM_API_KEY" not in unit
+    service = host.service("spark-runtime")
+    assert service.is_enabled
+    assert service.is_running
+
+
+def test_every_node_runs_the_same_image_id(host, hostvars):
+    head, workers = containers(hostvars)
+    ids = {c: dexec(c, "docker inspect -f '{{.Image}}' spark-runtime").stdout.strip()
+           for c in [head] + workers}
+    assert len(set(ids.values())) == 1 and next(iter(ids.values())).startswith("sha256:"), ids
+    label = host.check_output(
+        "docker inspect -f '{{index .Config.Labels \"spark-cluster.runtime-image-id\"}}' spark-runtime")
+    assert label == ids[head]
+
+
+def test_build_log_stays_on_the_head(host, hostvars):
+    if not is_head(hostvars):
+        pytest.skip("the image is built on the head only")
+    log = host.file("/var/log/spark-cluster/image-build.log")
+    assert log.exists and "built " in log.content_string
+    record = json.loads(host.file("/var/lib/spark-cluster/runtime-image.json").content_string)
+    assert record["image_id"].startswith("sha256:") and len(record["recipe_commit"]) == 40
+
+
+def test_rendezvous_and_api_bind_only_where_configured(host, hostvars, rails):
+    listening = host.check_output("ss -Hltn")
+    rail0 = rails[0]["address"].split("/")[0]
+    if is_head(hostvars):
+        assert f"{rail0}:29501" in listening
+        assert f"{hostvars['spark_mgmt_address']}:8888" in listening
+    assert "0.0.0.0:29501" not in listening and "0.0.0.0:8888" not in listening
+    assert "*:8888" not in listening
+
+
+def test_api_answers(hostvars):
+    if not is_head(hostvars):
+        pytest.skip("head only")
+    base = api_url(hostvars)
+    status, body = get(base + "/health")
+    assert status == 200 and body == ""
+    status, body = get(base + "/v1/models")
+    assert status == 200 and MODEL in [m["id"] for m in json.loads(body)["data"]]
+    status, body = get(base + "/metrics")
+    assert "vllm:spec_decode_num_accepted_tokens_per_pos_total" in body
+
+
+def test_smoke_module_runs_on_the_head(hostvars):
+    if not is_head(hostvars):
+        pytest.skip("head only")
+    run = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible"), "-i", str(ROOT / "inventory/lab"), "spark_head", "-m", "serving_smoke",
+         "-a", json.dumps({"base_url": api_url(hostvars), "model": MODEL})],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "thinking off: ok" in run.stdout
+
+
+# --------------------------------------------------------------------------- faults
+
+def test_wrong_pin_stops_the_start_with_the_prestart_message(hostvars):
+    if not is_head(hostvars):
+        pytest.skip("runs once")
+    _, workers = containers(hostvars)
+    worker = workers[0]
+    backup = PARAMS + ".test-backup"
+    dexec(worker, f"cp -p {PARAMS} {backup}", check=True)
+    try:
+        dexec(worker, "python3 -c \"import json; p=json.load(open('%s')); "
+                      "p['node']['address']='198.18.100.99'; p['rails'][0]['address']='198.18.100.99/24'; "
+                      "json.dump(p, open('%s','w'))\"" % (PARAMS, PARAMS), check=True)
+        since = dexec(worker, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        dexec(worker, f"systemctl restart --no-block {UNIT}")
+        t0, journal = time.monotonic(), ""
+        while time.monotonic() - t0 < 30:
+            journal = dexec(worker, f"journalctl -u {UNIT} --since '{since}' -o cat --no-pager").stdout
+            if "spark-prestart:" in journal and "198.18.100.99" in journal:
+                break
+            time.sleep(1)
+        assert "spark-prestart:" in journal and "198.18.100.99" in journal, journal
+        running = dexec(worker, "docker inspect -f '{{.State.Running}}' spark-runtime").stdout.strip()
+        assert running != "true", "the runtime started despite the wrong pin"
+    finally:
+        dexec(worker, f"mv -f {backup} {PARAMS}")
+        dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
+    wait_pair_healthy(hostvars, 120)
+
+
+def test_killed_worker_rank_brings_the_pair_back_in_order(hostvars):
+    if not is_head(hostvars):
+        pytest.skip("runs once")
+    head, workers = containers(hostvars)
+    before = {c: started_at(c) for c in [head] + workers}
+    dexec(workers[0], "docker kill spark-runtime", check=True)
+    waited = wait_pair_healthy(hostvars, 120, not_before=before)
+    # the head went down with its peer and came back; it served only after the worker joined
+    head_log = dexec(head, "docker logs --since \"$(docker inspect -f '{{.State.StartedAt}}' spark-runtime)\" "
+                           "spark-runtime 2>&1").stdout
+    assert "worker rank 1 joined" in head_log
+    assert head_log.index("worker rank 1 joined") < head_log.index("Application startup complete.")
+    print(f"pair back in {waited:.0f} s")
+
+
+def test_rebooting_both_nodes_brings_the_service_back_without_ansible(hostvars):
+    if not is_head(hostvars):
+        pytest.skip("runs once")
+    head, workers = containers(hostvars)
+    names = hostvars["groups"]["spark_workers"] + hostvars["groups"]["spark_head"]
+    for name in names:   # workers first, then the head, like a power cycle of the rack
+        subprocess.run([sys.executable, str(ROOT / "lab/spark_lab.py"), "restart", name,
+                        "--inventory", str(ROOT / "inventory/lab")], check=True, timeout=240,
+                       capture_output=True)
+    waited = wait_pair_healthy(hostvars, 150)
+    for c in [head] + workers:
+        assert dexec(c, f"systemctl is-active {UNIT}").stdout.strip() == "active"
+    print(f"service back {waited:.0f} s after the last reboot")
