@@ -100,9 +100,12 @@ def _value(key, value):
 
 
 def check_settings(settings):
-    """Validated settings as {key: str}; ValueError naming the key otherwise."""
+    """Validated settings as {key: str}, sorted by key; ValueError naming the key otherwise.
+
+    Sorted, because the inputs travel through JSON (the pre-start's params file) and
+    YAML: the rendered file must be byte-identical whoever renders it."""
     checked = {}
-    for key, value in (settings or {}).items():
+    for key, value in sorted((settings or {}).items()):
         if not ENV_NAME_RE.match(str(key)):
             raise ValueError(f"setting {key!r} is not a valid environment variable name")
         if is_secret_key(key):

@@ -71,8 +71,8 @@ def test_head_env_in_order():
         ("MASTER_PORT", "29501"),
         ("NODE_RANK", "0"),
         ("NNODES", "2"),
+        ("NCCL_CUMEM_ENABLE", "0"),  # settings come sorted by key
         ("NCCL_NVLS_ENABLE", "0"),
-        ("NCCL_CUMEM_ENABLE", "0"),
         ("VLLM_ENGINE_READY_TIMEOUT_S", "3600"),
     ]
 
@@ -318,3 +318,13 @@ def test_module_missing_directory_fails(tmp_path, head_sysfs, capsys):
     args = module_args(tmp_path, head_sysfs, path=str(tmp_path / "nope" / "runtime.env"))
     code, result = run_module(capsys, args)
     assert code == 1 and "does not exist" in result["msg"]
+
+
+def test_settings_order_does_not_change_the_rendered_file():
+    """Ansible passes settings in YAML order, the pre-start reads them back from JSON
+    with sorted keys: both must render the same bytes (else every run 'changes')."""
+    from module_utils import spark_env
+
+    a = spark_env.check_settings({"B_SETTING": "1", "A_SETTING": "2"})
+    b = spark_env.check_settings({"A_SETTING": "2", "B_SETTING": "1"})
+    assert list(a.items()) == list(b.items()) == [("A_SETTING", "2"), ("B_SETTING", "1")]
