@@ -73,6 +73,13 @@ def wait_pair_healthy(hostvars, timeout, not_before=None):
     pytest.fail(f"the pair did not come back healthy in {timeout} s: {states}")
 
 
+@pytest.fixture(autouse=True)
+def serving_pair(hostvars):
+    """Earlier tests reboot nodes (test_qsfp_reboot): each test starts from a serving
+    pair, after the recovery the units do on their own (bounded wait)."""
+    wait_pair_healthy(hostvars, timeout=180)
+
+
 # --------------------------------------------------------------------------- files and units
 
 def test_compose_file_carries_the_field_flags(host, hostvars):
