@@ -29,7 +29,7 @@ import datetime
 import json
 import time
 
-from ansible.module_utils.spark_reportfiles import write_json, write_report_files, write_text
+from ansible.module_utils.spark_reportfiles import write_report_files
 
 SCHEMA = "spark-bench-report"
 SCHEMA_VERSION = 1
@@ -612,12 +612,7 @@ def render_png(report, path):
 
 def write_report(report, report_dir, formats=("json", "md", "png"), prefix="bench"):
     """Write bench-<stamp>.<ext> per format and bench-latest.<ext>; returns the paths."""
-    renderers = {
-        "json": write_json,
-        "md": lambda rep, path: write_text(render_markdown(rep), path),
-        "png": render_png,
-    }
-    return write_report_files(report, report_dir, renderers, formats, prefix)
+    return write_report_files(report, report_dir, formats, prefix, render_markdown, render_png)
 
 
 # ---------------------------------------------------------------------- runner (httpx)

@@ -16,7 +16,7 @@ from ansible.module_utils.spark_linkprobe import (
     mtu_check, ping_verdict, rail_verdict, rdma_verdict, tcp_verdict,
     thresholds_with_defaults,
 )
-from ansible.module_utils.spark_reportfiles import write_json, write_report_files, write_text
+from ansible.module_utils.spark_reportfiles import write_report_files
 
 SCHEMA = "spark-link-report"
 SCHEMA_VERSION = 1
@@ -358,9 +358,4 @@ def render_png(report, path):
 
 def write_report(report, report_dir, formats=("json", "md", "png"), prefix="link"):
     """Write link-<stamp>.<ext> per format and link-latest.<ext>; returns the paths."""
-    renderers = {
-        "json": write_json,
-        "md": lambda rep, path: write_text(render_markdown(rep), path),
-        "png": render_png,
-    }
-    return write_report_files(report, report_dir, renderers, formats, prefix)
+    return write_report_files(report, report_dir, formats, prefix, render_markdown, render_png)

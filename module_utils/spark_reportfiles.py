@@ -29,12 +29,17 @@ def write_text(text, path):
         handle.write(text)
 
 
-def write_report_files(report, report_dir, renderers, formats, prefix):
-    """Write <prefix>-<stamp>.<ext> for each format and point <prefix>-latest.<ext> at it.
-
-    renderers: {ext: callable(report, path)}; the stamp comes from report["generated_at"].
-    Returns {ext: path} plus {"latest_<ext>": path}.
+def write_report_files(report, report_dir, formats, prefix, render_markdown, render_png):
+    """Write <prefix>-<stamp>.<ext> for each format (json, md, png) and point
+    <prefix>-latest.<ext> at it. render_markdown(report) -> str; render_png(report, path).
+    The stamp comes from report["generated_at"]. Returns {ext: path} plus
+    {"latest_<ext>": path}.
     """
+    renderers = {
+        "json": write_json,
+        "md": lambda rep, path: write_text(render_markdown(rep), path),
+        "png": render_png,
+    }
     report_dir = os.path.realpath(os.path.expanduser(report_dir))
     os.makedirs(report_dir, exist_ok=True)
     stamp = report["generated_at"].replace("-", "").replace(":", "")
