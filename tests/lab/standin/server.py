@@ -21,7 +21,12 @@ It honours the serving contract of docs/design.md:
 - logs vLLM's phase lines with small delays (``STANDIN_PHASE_DELAY_S``, default 0.05 s
   per step: a few seconds in total);
 - the head serves GET /health, /v1/models, /metrics, /version and
-  POST /v1/chat/completions (stream and non-stream).
+  POST /v1/chat/completions (stream and non-stream);
+- API key like vLLM's ``--api-key`` / ``VLLM_API_KEY``: the key comes from the
+  process environment (``VLLM_API_KEY``, set by the serving role's wrapper) or the file
+  ``/run/secrets/api_key`` (``SPARK_API_KEY_FILE``); with a key, ``/v1/*`` answers 401
+  without ``Authorization: Bearer <key>``, ``/health``, ``/metrics`` and ``/version``
+  stay open.
 
 Deterministic generation: the answer to a request is a fixed function of its last user
 message; every completion token takes ``STANDIN_TOKEN_DELAY_S`` (default 0.002 s).
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hmac
 import json
 import math
 import os
@@ -207,8 +213,9 @@ class Metrics:
 class Api:
     """State shared by the HTTP handlers."""
 
-    def __init__(self, model, null_content_bug=False, token_delay=0.002, max_model_len=262144):
+    def __init__(self, model, null_content_bug=False, token_delay=0.002, max_model_len=262144, api_key=None):
         self.model = model
+        self.api_key = api_key or None
         self.null_content_bug = null_content_bug
         self.token_delay = token_delay
         self.max_model_len = max_model_len
@@ -220,6 +227,27 @@ class Api:
         with self.lock:
             self.counter += 1
             return f"chatcmpl-standin-{self.counter}"
+
+
+def read_api_key(env=None):
+    """The API key as vLLM gets it (VLLM_API_KEY), else the compose secret file; None: open."""
+    env = os.environ if env is None else env
+    if env.get("VLLM_API_KEY"):
+        return env["VLLM_API_KEY"]
+    path = env.get("SPARK_API_KEY_FILE", "/run/secrets/api_key")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def authorized(api, path, header):
+    """vLLM's rule: only /v1 routes need the key."""
+    if not api.api_key or not path.startswith("/v1"):
+        return True
+    expected = f"Bearer {api.api_key}"
+    return hmac.compare_digest((header or "").encode(), expected.encode())
 
 
 def make_handler(api):
@@ -246,7 +274,16 @@ def make_handler(api):
             self.send(status, {"object": "error", "message": message, "type": "BadRequestError"
                                if status == 400 else "NotFoundError", "code": status})
 
+        def unauthorized(self):
+            if not authorized(api, self.path, self.headers.get("Authorization")):
+                self.close_connection = True  # a POST body stays unread
+                self.send(401, {"error": "Unauthorized"})
+                return True
+            return False
+
         def do_GET(self):  # noqa: N802 (http.server API)
+            if self.unauthorized():
+                return
             if self.path == "/health":
                 self.send(200)
             elif self.path == "/v1/models":
@@ -261,6 +298,8 @@ def make_handler(api):
                 self.error(404, f"no route {self.path}")
 
         def do_POST(self):  # noqa: N802
+            if self.unauthorized():
+                return
             if self.path != "/v1/chat/completions":
                 self.error(404, f"no route {self.path}")
                 return
@@ -440,7 +479,9 @@ def run_head(args, env, delay):
     api = Api(args.served_model_name or args.model,
               null_content_bug=os.environ.get("STANDIN_NULL_CONTENT_BUG") == "1",
               token_delay=env_float("STANDIN_TOKEN_DELAY_S", 0.002),
-              max_model_len=args.max_model_len)
+              max_model_len=args.max_model_len,
+              api_key=read_api_key())
+    log(f"API key: {'required on /v1 routes' if api.api_key else 'none (open API)'}")
     try:
         httpd = make_http_server(args.host, args.port, api)
     except OSError as exc:

@@ -1,0 +1,142 @@
+"""Fault tests on the live lab, each ending with a serving, consistent pair and nothing
+lost: a QSFP rail taken down and brought back, and site.yml interrupted midway and run
+again. Each records what happened and how long recovery took in
+reports/faults-latest.json (docs/faults.md has a reading)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NODES = ("spark-head", "spark-worker")
+KEEP = [  # configuration and caches that no fault may lose or change
+    "/etc/netplan/40-cx7.yaml",
+    "/etc/spark-cluster/runtime.env",
+    "/etc/spark-cluster/runtime-env.json",
+    "/etc/spark-cluster/compose.yml",
+]
+RECORD = ROOT / "reports" / "faults-latest.json"
+
+
+def sh(container, script, check=True, timeout=120):
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script],
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def lab_vars():
+    inv = yaml.safe_load((ROOT / "inventory" / "lab" / "hosts.yml").read_text())
+    hosts = {}
+    for group in inv["spark"]["children"].values():
+        hosts.update(group["hosts"])
+    return hosts
+
+
+def snapshot(container):
+    """Checksums of the kept files, the JIT cache key and the hub cache listing."""
+    files = " ".join(KEEP)
+    script = (f"sha256sum {files} 2>&1; cat /var/cache/spark-jit/.spark-cache-key 2>/dev/null | sha256sum; "
+              "find /var/lib/spark-hf/hub -type f -printf '%P %s\\n' 2>/dev/null | sort | sha256sum")
+    return sh(container, script, check=False).stdout
+
+
+def healthy(url):
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=3) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def rails_up(hosts):
+    for name, hv in hosts.items():
+        for rail in hv["spark_rails"]:
+            out = sh(name, f"ip -4 -o addr show dev {rail['interface']}", check=False).stdout
+            if rail["address"] not in out:
+                return False
+    head_rail0 = hosts["spark-head"]["spark_rails"][0]["address"].split("/")[0]
+    return sh("spark-worker", f"ping -c 1 -W 1 -M do -s 8972 {head_rail0}", check=False).returncode == 0
+
+
+def wait_for(predicate, timeout):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(1)
+    return None
+
+
+def record(name, **data):
+    RECORD.parent.mkdir(exist_ok=True)
+    runs = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    runs[name] = dict(data, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    RECORD.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def api():
+    hv = lab_vars()["spark-head"]
+    url = f"http://{hv['spark_mgmt_address']}:8888"
+    assert wait_for(lambda: healthy(url), 180) is not None, "the pair is not serving before the fault"
+    return url
+
+
+def test_rail_down_and_back(api):
+    hosts = lab_vars()
+    before = {c: snapshot(c) for c in NODES}
+    iface = hosts["spark-worker"]["spark_rails"][0]["interface"]
+    sh("spark-worker", f"ip link set dev {iface} down")
+    time.sleep(10)
+    served_during = healthy(api)
+    t0 = time.monotonic()
+    sh("spark-worker", f"ip link set dev {iface} up")
+    rails_back = wait_for(lambda: rails_up(hosts), 90)
+    serving_back = wait_for(lambda: healthy(api), 180)
+    total = time.monotonic() - t0
+    record("rail_down_and_back", interface=iface, down_seconds=10, api_up_while_down=served_during,
+           rails_back_after_s=rails_back, serving_after_s=serving_back, total_s=round(total, 1))
+    assert rails_back is not None, "the rail did not come back with its addresses within 90 s"
+    assert serving_back is not None, "the pair did not serve again within 180 s"
+    assert {c: snapshot(c) for c in NODES} == before, "configuration or caches changed"
+
+
+def test_site_interrupted_midway_then_run_again(api):
+    before = {c: snapshot(c) for c in NODES}
+    for c in NODES:  # make the run do real work: the runtime stopped, the env file gone
+        sh(c, "systemctl stop spark-runtime && rm -f /etc/spark-cluster/runtime.env")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    playbook = pathlib.Path(sys.executable).with_name("ansible-playbook")
+    cmd = [str(playbook), "-i", str(ROOT / "inventory" / "lab"), str(ROOT / "site.yml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    seen = []
+    for line in proc.stdout:  # interrupt as the runtime env is being rendered
+        seen.append(line)
+        if line.startswith("TASK [runtime_env : Render"):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1)
+            proc.send_signal(signal.SIGINT)  # ansible asks to confirm; a second ^C aborts
+            break
+    proc.wait(timeout=120)
+    assert proc.returncode != 0, "the run was not interrupted"
+    t0 = time.monotonic()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    rerun_s = time.monotonic() - t0
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    serving_back = wait_for(lambda: healthy(api), 180)
+    record("site_interrupted_then_rerun", interrupted_at="TASK [runtime_env : Render ...]",
+           rerun_s=round(rerun_s, 1), serving_after_rerun_s=serving_back)
+    assert serving_back is not None
+    assert {c: snapshot(c) for c in NODES} == before, "configuration or caches differ after the re-run"
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert again.returncode == 0
+    recap = [l for l in again.stdout.splitlines() if l.startswith(("spark-head ", "spark-worker "))]
+    assert recap and all("changed=0" in l for l in recap), recap
