@@ -31,15 +31,11 @@ options:
     default: []
   nodes:
     description:
-      - Per host C({rails, mgmt, mgmt_networks}) (scope=cluster). C(rails) is the
+      - Per host C({rails, mgmt, mgmt_networks, mtu}) (scope=cluster). C(rails) is the
         host's C(spark_rails), C(mgmt) its management address, C(mgmt_networks) the
-        management networks known for it (CIDR).
+        management networks known for it (CIDR), C(mtu) its C(spark_mtu).
     type: dict
     default: {}
-  mtu:
-    description: The rail MTU (C(spark_mtu)).
-    type: raw
-    default: 9000
   host:
     description: Inventory name of the host (scope=host).
     type: str
@@ -76,7 +72,6 @@ EXAMPLES = r"""
     heads: "{{ groups['spark_head'] | default([]) }}"
     workers: "{{ groups['spark_workers'] | default([]) }}"
     nodes: "{{ nodes }}"
-    mtu: "{{ spark_mtu }}"
   delegate_to: localhost
   run_once: true
 """
@@ -109,10 +104,7 @@ def run(params):
             params["host_addresses"],
             params["default_network"],
         )
-    mtu = params["mtu"]
-    if isinstance(mtu, str) and mtu.isdigit():
-        mtu = int(mtu)
-    return validate(params["heads"], params["workers"], params["nodes"], mtu)
+    return validate(params["heads"], params["workers"], params["nodes"])
 
 
 def main():
@@ -122,7 +114,6 @@ def main():
             heads=dict(type="list", elements="str", default=[]),
             workers=dict(type="list", elements="str", default=[]),
             nodes=dict(type="dict", default={}),
-            mtu=dict(type="raw", default=9000),
             host=dict(type="str", default=""),
             rails=dict(type="list", elements="dict", default=[]),
             interfaces=dict(type="list", elements="str", default=[]),

@@ -185,18 +185,30 @@ def check_management(nodes):
     return problems
 
 
-def check_mtu(mtu):
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not MTU_MIN <= mtu <= MTU_MAX:
-        return [problem("", "spark_mtu", repr(mtu), f"an integer from {MTU_MIN} to {MTU_MAX} (9000 for full bandwidth)")]
-    return []
+def check_mtu(nodes):
+    """Each node's spark_mtu in range, and the same on every node (both ends of a rail
+    must match: a mismatch drops full-size frames)."""
+    problems = []
+    values = {}
+    for host, node in nodes.items():
+        mtu = node.get("mtu", 9000)
+        if isinstance(mtu, str) and mtu.isdigit():
+            mtu = int(mtu)
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not MTU_MIN <= mtu <= MTU_MAX:
+            problems.append(problem(host, "spark_mtu", repr(mtu), f"an integer from {MTU_MIN} to {MTU_MAX} (9000 for full bandwidth)"))
+        else:
+            values[host] = mtu
+    if len(set(values.values())) > 1:
+        problems.append(problem("", "spark_mtu", f"{values}", "the same MTU on every node (both ends of a rail must match)"))
+    return problems
 
 
-def validate(heads, workers, nodes, mtu):
-    """All controller-side checks. nodes: {host: {rails, mgmt, mgmt_networks}}."""
+def validate(heads, workers, nodes):
+    """All controller-side checks. nodes: {host: {rails, mgmt, mgmt_networks, mtu}}."""
     problems = check_groups(heads, workers)
     problems += check_rails(nodes)
     problems += check_management(nodes)
-    problems += check_mtu(mtu)
+    problems += check_mtu(nodes)
     return problems
 
 

@@ -63,6 +63,18 @@ def rail_on_management(inv):
     return inv
 
 
+def mtu_out_of_range(inv):
+    _, workers = hosts_of(inv)
+    workers["spark-worker"]["spark_mtu"] = 9600
+    return inv
+
+
+def missing_head(inv):
+    heads, _ = hosts_of(inv)
+    heads.clear()
+    return inv
+
+
 CASES = [
     (two_heads, "expected exactly one head"),
     (no_worker, "expected at least one worker"),
@@ -70,6 +82,8 @@ CASES = [
     (rails_in_one_subnet, "expected each rail on its own subnet"),
     (wrong_interface, "spark-worker: spark_rails[0].interface is 'enP7s7' (not on this host)"),
     (rail_on_management, "overlapping the management network 198.19.0.0/24"),
+    (mtu_out_of_range, "spark-worker: spark_mtu is 9600; expected an integer from 1280 to 9216"),
+    (missing_head, "groups.spark_head is 0 host(s) []; expected exactly one head"),
 ]
 
 

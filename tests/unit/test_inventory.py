@@ -18,7 +18,10 @@ GOOD = {
 
 
 def run(nodes=None, heads=("spark-1",), workers=("spark-2",), mtu=9000):
-    return inv.validate(list(heads), list(workers), copy.deepcopy(nodes or GOOD), mtu)
+    nodes = copy.deepcopy(nodes or GOOD)
+    for node in nodes.values():
+        node.setdefault("mtu", mtu)
+    return inv.validate(list(heads), list(workers), nodes)
 
 
 def messages(problems):
@@ -112,10 +115,19 @@ def test_duplicate_management_address():
     assert problem["variable"] == "ansible_host"
 
 
-@pytest.mark.parametrize("mtu", [0, 100, 9217, "9000", True, None])
+@pytest.mark.parametrize("mtu", [0, 100, 9217, "nine thousand", True, None])
 def test_mtu_out_of_range(mtu):
-    (problem,) = run(mtu=mtu)
-    assert problem["variable"] == "spark_mtu"
+    problems = run(mtu=mtu)
+    assert [p["variable"] for p in problems] == ["spark_mtu", "spark_mtu"]
+    assert problems[0]["host"] == "spark-1"
+
+
+def test_mtu_must_match_on_every_node():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["mtu"] = 9000
+    nodes["spark-2"]["mtu"] = 1500
+    (problem,) = run(nodes)
+    assert "the same MTU on every node" in problem["message"]
 
 
 def test_host_checks():
