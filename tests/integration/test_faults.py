@@ -6,6 +6,7 @@ reports/faults-latest.json (docs/faults.md has a reading)."""
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def test_site_interrupted_midway_then_run_again(api):
     before = {c: snapshot(c) for c in NODES}
     for c in NODES:  # make the run do real work: the runtime stopped, the env file gone
         sh(c, "systemctl stop spark-runtime && rm -f /etc/spark-cluster/runtime.env")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # molecule exports ANSIBLE_FORCE_COLOR: plain text here, the recap is parsed below
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     playbook = pathlib.Path(sys.executable).with_name("ansible-playbook")
     cmd = [str(playbook), "-i", str(ROOT / "inventory" / "lab"), str(ROOT / "site.yml")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
@@ -138,5 +140,6 @@ def test_site_interrupted_midway_then_run_again(api):
     assert {c: snapshot(c) for c in NODES} == before, "configuration or caches differ after the re-run"
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert again.returncode == 0
-    recap = [l for l in again.stdout.splitlines() if l.startswith(("spark-head ", "spark-worker "))]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", again.stdout)
+    recap = [line for line in plain.splitlines() if line.startswith(("spark-head ", "spark-worker "))]
     assert recap and all("changed=0" in l for l in recap), recap
