@@ -11,12 +11,10 @@ import ipaddress
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, http_get as get
 
 KEY_FILE = ROOT / ".cache" / "lab-api-key"
 MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
@@ -44,19 +42,6 @@ def node(hostvars, group, index=0):
 def dexec(container, cmd, timeout=60):
     return subprocess.run(["docker", "exec", container, "sh", "-c", cmd], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def get(url, key=None, timeout=5):
-    request = urllib.request.Request(url)
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, str(exc)
 
 
 def connect(container, address, port, timeout=3):
