@@ -1,0 +1,211 @@
+#!/usr/bin/python
+"""Find out what configures the QSFP rails: renderer, netplan files, NetworkManager profiles."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: qsfp_netstate
+short_description: What configures the QSFP rails (renderer, netplan files, NetworkManager profiles)
+description:
+  - Reads the netplan files (C(/lib/netplan), C(/etc/netplan), C(/run/netplan)) in the
+    order netplan does, the NetworkManager profiles and devices (C(nmcli -t)) and the
+    addresses on each rail (C(ip -j addr)).
+  - Reports the renderer in force (the last top-level C(network.renderer) read), the
+    netplan definitions and NetworkManager profiles that touch each rail and the
+    addresses they put there, which of them are foreign, and what a takeover would
+    change (files to move or strip, profiles whose autoconnect to turn off).
+  - Logic in C(module_utils/spark_netconf.py). Changes nothing; runs in check mode.
+options:
+  rails:
+    description: This node's rails, C({interface, address}) each.
+    type: list
+    elements: dict
+    required: true
+  renderer:
+    description:
+      - Renderer wanted for the rails; C(auto) takes the one in force.
+    type: str
+    choices: [auto, networkd, NetworkManager]
+    default: auto
+  netplan_path:
+    description: The role's own netplan file.
+    type: path
+    default: /etc/netplan/40-cx7.yaml
+  takeover:
+    description: Whether foreign static addresses in another subnet may be replaced.
+    type: bool
+    default: false
+  root:
+    description: Root the netplan directories are read under (tests only).
+    type: path
+    default: /
+author:
+  - Spark cluster maintainers
+"""
+
+EXAMPLES = r"""
+- name: What configures the rails
+  qsfp_netstate:
+    rails: "{{ spark_rails }}"
+    renderer: auto
+
+- name: Show it
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.qsfp_netstate.summary }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts set by the module.
+  returned: always
+  type: dict
+  contains:
+    qsfp_netstate:
+      description: The readings and what follows from them.
+      returned: always
+      type: dict
+      contains:
+        default_renderer:
+          description: The netplan renderer in force (C(networkd) when no file sets one).
+          type: str
+          sample: NetworkManager
+        default_renderer_file:
+          description: The file whose top-level renderer is in force, or null.
+          type: str
+          sample: /etc/netplan/01-network-manager-all.yaml
+        renderer:
+          description: The renderer the rails will get.
+          type: str
+        nm_running:
+          description: Whether NetworkManager answers.
+          type: bool
+        networkd_running:
+          description: Whether systemd-networkd is active.
+          type: bool
+        files:
+          description: Netplan files in read order with C(path), C(own), C(global_renderer),
+            C(rail_ids), C(other_ids) and C(action) (C(keep), C(own), C(move), C(strip)).
+          type: list
+          elements: dict
+        rails:
+          description: Per rail C(interface), C(wanted), C(managed_by), C(nm_state),
+            C(nm_connection), C(addresses), C(netplan), C(nm_profiles), C(foreign),
+            C(conflicts).
+          type: list
+          elements: dict
+        problems:
+          description: What stops the role before any change, each with what to do.
+          type: list
+          elements: str
+        plan:
+          description: What a takeover changes (C(files), C(nm_profiles)).
+          type: dict
+        apply:
+          description: The renderer's commands for the rails only (C({argv, may_fail})).
+          type: list
+          elements: dict
+        restore:
+          description: Commands that re-apply the rails with the renderer of the files as they are.
+          type: list
+          elements: dict
+        summary:
+          description: Human lines for the preflight report.
+          type: list
+          elements: str
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.spark_netconf import (
+    NETPLAN_DIRS,
+    NM_CONNECTION_FIELDS,
+    NM_DETAIL_FIELDS,
+    NM_DEVICE_FIELDS,
+    NetconfError,
+    build_state,
+    netplan_files,
+    parse_ip_addr,
+    parse_nm_connections,
+    parse_nm_details,
+    parse_nm_devices,
+    summary_lines,
+)
+
+
+def read_netplan(module, root):
+    import yaml
+
+    listing = {}
+    for directory in NETPLAN_DIRS:
+        real = os.path.join(root, directory.lstrip("/"))
+        if os.path.isdir(real):
+            listing[directory] = sorted(os.listdir(real))
+    files = []
+    for path in netplan_files(listing):
+        real = os.path.join(root, path.lstrip("/"))
+        try:
+            with open(real, encoding="utf-8") as handle:
+                text = handle.read()
+            doc = yaml.safe_load(text) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            module.fail_json(msg=f"cannot read netplan file {path}: {exc}; fix or remove it "
+                                 "(netplan itself would refuse it)")
+        files.append((path, text, doc))
+    return files
+
+
+def nmcli(module, *args):
+    rc, out, err = module.run_command(["nmcli", "-t", *args])
+    if rc != 0:
+        module.fail_json(msg=f"nmcli {' '.join(args)} failed ({rc}): {err.strip()}")
+    return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            rails=dict(type="list", elements="dict", required=True),
+            renderer=dict(type="str", default="auto", choices=["auto", "networkd", "NetworkManager"]),
+            netplan_path=dict(type="path", default="/etc/netplan/40-cx7.yaml"),
+            takeover=dict(type="bool", default=False),
+            root=dict(type="path", default="/"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    rails = [{"interface": str(r["interface"]), "address": str(r["address"])} for r in p["rails"]]
+    files = read_netplan(module, p["root"])
+    rc, out, err = module.run_command(["ip", "-j", "addr", "show"])
+    if rc != 0:
+        module.fail_json(msg=f"ip -j addr show failed: {err.strip()}")
+    links = parse_ip_addr(json.loads(out or "[]"))
+
+    nm_running = False
+    connections, details, devices = [], {}, {}
+    if module.get_bin_path("nmcli"):
+        rc, out, _err = module.run_command(["nmcli", "-t", "-f", "RUNNING", "general"])
+        nm_running = rc == 0 and out.strip() == "running"
+    if nm_running:
+        connections = parse_nm_connections(nmcli(module, "-f", NM_CONNECTION_FIELDS, "connection", "show"))
+        for conn in connections:
+            details[conn["uuid"]] = parse_nm_details(
+                nmcli(module, "-f", NM_DETAIL_FIELDS, "connection", "show", "uuid", conn["uuid"]))
+        devices = parse_nm_devices(nmcli(module, "-f", NM_DEVICE_FIELDS, "device"))
+    rc, out, _err = module.run_command(["systemctl", "is-active", "systemd-networkd"])
+    networkd_running = out.strip() == "active"
+
+    try:
+        state = build_state(rails, files, links, nm_running, connections, details, devices,
+                            requested_renderer=p["renderer"], own_path=p["netplan_path"],
+                            takeover=p["takeover"], networkd_running=networkd_running)
+    except (NetconfError, ValueError) as exc:
+        module.fail_json(msg=f"cannot make sense of the rails' configuration: {exc}")
+    state["summary"] = summary_lines(state)
+    module.exit_json(changed=False, ansible_facts={"qsfp_netstate": state})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""module_utils/spark_netconf.py: what configures the rails, on DGX OS-shaped readings."""
+
+import json
+import pathlib
+
+import pytest
+import yaml
+
+from module_utils import spark_netconf as nc
+
+FIX = pathlib.Path(__file__).parent / "fixtures" / "netconf"
+RAILS = [
+    {"interface": "enp1s0f1np1", "address": "198.18.100.10/24"},
+    {"interface": "enP2p1s0f1np1", "address": "198.18.101.10/24"},
+]
+OWN = "/etc/netplan/40-cx7.yaml"
+
+NM_ALL = "network:\n  version: 2\n  renderer: NetworkManager\n"
+NVIDIA_40 = """network:
+  version: 2
+  ethernets:
+    enp1s0f1np1:
+      addresses: [192.168.100.10/24]
+      mtu: 9000
+      dhcp4: false
+      link-local: []
+    enP2p1s0f1np1:
+      addresses: [192.168.101.10/24]
+      mtu: 9000
+"""
+OLD_OWN = """# Ansible managed
+# QSFP rails of spark-head (qsfp_link role). Only the ConnectX-7 twins:
+network:
+  version: 2
+  renderer: networkd
+  ethernets:
+    enp1s0f1np1:
+      addresses: [198.18.100.10/24]
+"""
+MIXED = """network:
+  version: 2
+  ethernets:
+    enP7s7:
+      dhcp4: true
+    enp1s0f1np1:
+      addresses: [10.50.0.1/24]
+"""
+
+
+def files(*pairs):
+    return [(path, text, yaml.safe_load(text)) for path, text in pairs]
+
+
+def nm_readings():
+    conns = nc.parse_nm_connections((FIX / "nm-connections.txt").read_text())
+    details = {}
+    for name in ("wired1", "wired2", "mgmt", "old"):
+        d = nc.parse_nm_details((FIX / f"nm-detail-{name}.txt").read_text())
+        details[d["connection.uuid"]] = d
+    devices = nc.parse_nm_devices((FIX / "nm-devices.txt").read_text())
+    return conns, details, devices
+
+
+def links():
+    return nc.parse_ip_addr(json.loads((FIX / "ip-addr.json").read_text()))
+
+
+def test_netplan_files_read_order_and_shadowing():
+    listing = {
+        "/lib/netplan": ["00-base.yaml", "40-cx7.yaml"],
+        "/etc/netplan": ["40-cx7.yaml", "01-network-manager-all.yaml", "README"],
+        "/run/netplan": ["90-x.yaml"],
+    }
+    assert nc.netplan_files(listing) == [
+        "/lib/netplan/00-base.yaml",
+        "/etc/netplan/01-network-manager-all.yaml",
+        "/etc/netplan/40-cx7.yaml",
+        "/run/netplan/90-x.yaml",
+    ]
+
+
+def test_last_global_renderer_wins_and_files_are_classified():
+    view = nc.netplan_view(
+        files(("/etc/netplan/01-network-manager-all.yaml", NM_ALL), (OWN, OLD_OWN),
+              ("/etc/netplan/50-mixed.yaml", MIXED)),
+        [{"interface": r["interface"], "mac": None} for r in RAILS], OWN)
+    # the role's old file (a global renderer: networkd) moved the whole system's default
+    assert view["default_renderer"] == "networkd"
+    assert view["default_renderer_file"] == OWN
+    actions = {f["path"]: f["action"] for f in view["files"]}
+    assert actions == {"/etc/netplan/01-network-manager-all.yaml": "keep", OWN: "own",
+                       "/etc/netplan/50-mixed.yaml": "strip"}
+    defs = view["rails"]["enp1s0f1np1"]
+    assert [d["file"] for d in defs] == [OWN, "/etc/netplan/50-mixed.yaml"]
+    assert defs[1]["effective_renderer"] == "networkd"
+    assert not view["problems"]
+
+
+def test_nvidia_file_at_the_roles_path_is_moved_not_merged():
+    view = nc.netplan_view(
+        files(("/etc/netplan/01-network-manager-all.yaml", NM_ALL), (OWN, NVIDIA_40)),
+        [{"interface": r["interface"], "mac": None} for r in RAILS], OWN)
+    assert view["default_renderer"] == "NetworkManager"
+    row = view["files"][1]
+    assert row["own"] is False and row["action"] == "move"
+    assert row["rail_ids"] == ["enp1s0f1np1", "enP2p1s0f1np1"]
+    assert view["rails"]["enP2p1s0f1np1"][0]["effective_renderer"] == "NetworkManager"
+
+
+def test_mixed_file_at_the_roles_path_is_refused():
+    view = nc.netplan_view(files((OWN, MIXED)), [{"interface": "enp1s0f1np1", "mac": None}], OWN)
+    assert any("qsfp_link_netplan_path" in p for p in view["problems"])
+
+
+def test_match_pattern_and_bond_member_are_problems():
+    text = """network:
+  ethernets:
+    all-en:
+      match: {name: "en*"}
+      dhcp4: true
+  bonds:
+    bond0:
+      interfaces: [enP2p1s0f1np1]
+"""
+    view = nc.netplan_view(files(("/etc/netplan/10-cloud.yaml", text)),
+                           [{"interface": r["interface"], "mac": None} for r in RAILS], OWN)
+    joined = " ".join(view["problems"])
+    assert "all-en matches a rail by a match: block" in joined
+    assert "bond0 uses rail enP2p1s0f1np1 as a member" in joined
+
+
+def test_match_by_mac_and_set_name():
+    d = nc.definitions("/f", {"network": {"ethernets": {"x": {
+        "match": {"macaddress": "02:42:C6:12:65:0B"}, "set-name": "enP2p1s0f1np1"}}}})[0]
+    assert nc.matches(d, "enP2p1s0f1np1")
+    assert nc.matches(dict(d, set_name=None), "whatever", "02:42:c6:12:65:0b")
+    assert not nc.matches(dict(d, set_name=None), "whatever", "02:42:c6:12:65:0c")
+
+
+def test_strip_rails_keeps_the_other_definitions():
+    doc = nc.strip_rails(yaml.safe_load(MIXED), ["enp1s0f1np1"])
+    assert doc["network"]["ethernets"] == {"enP7s7": {"dhcp4": True}}
+    assert "ethernets" not in nc.strip_rails(yaml.safe_load(NVIDIA_40),
+                                             ["enp1s0f1np1", "enP2p1s0f1np1"])["network"]
+
+
+def test_nmcli_terse_escapes():
+    assert nc.split_terse(r"rail static\: old:uuid:x\\y:") == ["rail static: old", "uuid", "x\\y", ""]
+    conns = nc.parse_nm_connections((FIX / "nm-connections.txt").read_text())
+    assert conns[3]["name"] == "rail static: old"
+    assert conns[1]["device"] is None and conns[1]["autoconnect"] is True
+    with pytest.raises(nc.NetconfError):
+        nc.parse_nm_connections("broken line")
+
+
+def test_profiles_touching_a_rail():
+    conns, details, _devices = nm_readings()
+    profiles = {c["name"]: nc.nm_profile(c, details.get(c["uuid"], {})) for c in conns}
+    mac = "02:42:c6:12:65:0b"
+    assert nc.profile_touches(profiles["Wired connection 1"], "enp1s0f1np1")
+    assert nc.profile_touches(profiles["Wired connection 2"], "enP2p1s0f1np1", mac)
+    assert not nc.profile_touches(profiles["Wired connection 2"], "enp1s0f1np1", "02:42:c6:12:64:0a")
+    assert nc.profile_touches(profiles["rail static: old"], "enP2p1s0f1np1")
+    assert not nc.profile_touches(profiles["spark-lab-mgmt"], "enp1s0f1np1")
+    assert not nc.profile_touches(profiles["lo"], "enp1s0f1np1")
+    assert profiles["rail static: old"]["ipv4_addresses"] == ["10.9.9.2/24", "10.9.8.2/24"]
+
+
+def dgx_state(takeover=False, renderer="auto", netplan=None, nm_running=True):
+    conns, details, devices = nm_readings()
+    netplan = netplan if netplan is not None else files(
+        ("/etc/netplan/01-network-manager-all.yaml", NM_ALL), (OWN, NVIDIA_40))
+    return nc.build_state(RAILS, netplan, links(), nm_running, conns if nm_running else [],
+                          details, devices if nm_running else {}, requested_renderer=renderer,
+                          own_path=OWN, takeover=takeover, host="spark-head")
+
+
+def test_dgx_os_as_shipped_report():
+    state = dgx_state()
+    assert state["default_renderer"] == "NetworkManager"
+    assert state["renderer"] == "NetworkManager"
+    r0, r1 = state["rails"]
+    assert r0["managed_by"] == "NetworkManager"
+    assert r0["nm_connection"] == "Wired connection 1"
+    kinds = {(f["address"], f["kind"]) for f in r0["foreign"]}
+    assert ("169.254.33.7/16", "link-local") in kinds
+    assert ("192.168.100.10/24", "static") in kinds
+    assert not [f for f in r0["foreign"] if f["address"].startswith("fe80")]
+    # the old profile's 10.9.x and NVIDIA's 192.168.101.10 are static, other subnets
+    assert {c["address"] for c in r1["conflicts"]} == {"192.168.101.10/24", "10.9.9.2/24", "10.9.8.2/24"}
+    assert [p["name"] for p in r1["nm_profiles"]] == ["Wired connection 2", "rail static: old"]
+    # refused without takeover, naming the rail, the address and the switch
+    problems = " ".join(state["problems"])
+    assert "enP2p1s0f1np1 holds a foreign static address 10.9.9.2/24" in problems
+    assert "qsfp_link_takeover: true" in problems
+    assert not dgx_state(takeover=True)["problems"]
+
+
+def test_takeover_plan_moves_files_and_disables_autoconnect_only():
+    plan = dgx_state(takeover=True)["plan"]
+    assert plan["files"] == [{"path": OWN, "action": "move",
+                              "rail_ids": ["enp1s0f1np1", "enP2p1s0f1np1"]}]
+    assert [p["name"] for p in plan["nm_profiles"]] == [
+        "Wired connection 1", "Wired connection 2", "rail static: old"]
+    assert "spark-lab-mgmt" not in str(plan)
+
+
+def test_nm_renderer_without_nm_running_is_a_clear_error():
+    state = dgx_state(takeover=True, nm_running=False)
+    assert state["renderer"] == "NetworkManager"
+    (problem,) = state["problems"]
+    assert "NetworkManager is not running" in problem
+    assert "01-network-manager-all.yaml" in problem
+    assert "qsfp_link_renderer: networkd" in problem
+
+
+def test_apply_commands_touch_only_the_rails():
+    names = [r["interface"] for r in RAILS]
+    nm = nc.apply_commands("NetworkManager", names, True)
+    argvs = [c["argv"] for c in nm]
+    assert argvs[0] == ["netplan", "generate"]
+    assert ["nmcli", "connection", "up", "netplan-enp1s0f1np1", "ifname", "enp1s0f1np1"] in argvs
+    assert not any("apply" in a for a in argvs)
+    nd = [c["argv"] for c in nc.apply_commands("networkd", names, True)]
+    assert nd[-1] == ["networkctl", "reconfigure", *names]
+    assert ["nmcli", "general", "reload", "conf"] in nd
+    assert ["nmcli", "general", "reload", "conf"] not in [
+        c["argv"] for c in nc.apply_commands("networkd", names, False)]
+    assert not any("eth0" in " ".join(a) for a in argvs + nd)
+
+
+def test_restore_uses_the_restored_files_renderer_and_tolerates_missing_profiles():
+    # restored state: NVIDIA's file (no renderer of its own) under NM's global default
+    state = dgx_state(takeover=True, renderer="networkd")
+    assert state["renderer"] == "networkd"
+    restore = state["restore"]
+    assert ["networkctl", "reload"] not in [c["argv"] for c in restore]
+    connects = [c for c in restore if c["argv"][:3] == ["nmcli", "device", "connect"]]
+    assert len(connects) == 2 and all(c["may_fail"] for c in connects)
+    # a restored file that renders a rail with networkd is re-applied with networkd
+    nd = files(("/etc/netplan/01-network-manager-all.yaml", NM_ALL),
+               ("/etc/netplan/30-rail.yaml",
+                "network:\n  ethernets:\n    enp1s0f1np1:\n      renderer: networkd\n"
+                "      addresses: [198.18.100.10/24]\n"))
+    restore = dgx_state(takeover=True, netplan=nd)["restore"]
+    assert ["networkctl", "reconfigure", "enp1s0f1np1"] in [c["argv"] for c in restore]
+    assert ["nmcli", "device", "connect", "enP2p1s0f1np1"] in [c["argv"] for c in restore]
+
+
+def test_target_renderer():
+    assert nc.target_renderer("auto", "NetworkManager") == "NetworkManager"
+    assert nc.target_renderer("auto", "weird") == "networkd"
+    with pytest.raises(nc.NetconfError):
+        nc.target_renderer("ifupdown", "networkd")
+
+
+def test_summary_lines_name_everything():
+    lines = nc.summary_lines(dgx_state(takeover=True))
+    text = "\n".join(lines)
+    assert "netplan renderer in force: NetworkManager (/etc/netplan/01-network-manager-all.yaml)" in text
+    assert "/etc/netplan/40-cx7.yaml: defines enp1s0f1np1, enP2p1s0f1np1 -> move" in text
+    assert "'Wired connection 1' (autoconnect, active)" in text
+    assert "169.254.33.7/16 link-local" in text
