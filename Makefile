@@ -11,7 +11,7 @@ LAB_INVENTORY ?= inventory/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker lab-up lab lab-down lab-status lint unit molecule test clean bench-link
+.PHONY: help venv docker promtool lab-up lab lab-down lab-status lint unit rules molecule test clean bench-link
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ venv: $(BIN)/.stamp ## create the virtual environment (reused when requirements.
 
 docker: ## make sure a Docker engine answers (installs docker.io on a bare machine)
 	@bash scripts/ensure-docker.sh
+
+promtool: ## make sure promtool answers (installs Debian's prometheus package on a bare machine)
+	@bash scripts/ensure-promtool.sh
 
 lab-up: venv docker ## build the lab image (if its recipe changed) and start the lab nodes
 	$(BIN)/python lab/spark_lab.py up --inventory $(LAB_INVENTORY)
@@ -49,8 +52,12 @@ lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml
 	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml
 
-unit: venv ## unit tests of library/, module_utils/ and the lab tool
+unit: venv promtool ## unit tests of library/, module_utils/ and the lab tool (promtool rule tests included)
 	$(BIN)/python -m pytest -q tests/unit tests/lab
+
+rules: venv promtool ## promtool check rules/config and test rules; the Grafana dashboard matches the rules
+	$(BIN)/python scripts/monitoring_files.py test
+	$(BIN)/python scripts/monitoring_files.py dashboard --check
 
 molecule: venv docker ## the lab end to end: converge, idempotence, verify (testinfra), faults
 	$(BIN)/molecule test --all

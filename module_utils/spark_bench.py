@@ -18,6 +18,8 @@ Formulas (the field report's, see docs/bench.md):
 * acceptance rate = d(accepted_tokens) / d(draft_tokens);
   mean accepted tokens per draft = d(accepted_tokens) / d(drafts);
   per-position rate = d(accepted_tokens_per_pos{position}) / d(drafts).
+  The ratios come from ``spark_monitoring.RATIOS``, the table the Prometheus recording
+  rules are generated from.
 
 Plain Python 3.11+. httpx (runner), prometheus_client (metrics parser) and matplotlib
 (PNG) are imported lazily, so the pure part imports anywhere.
@@ -29,6 +31,9 @@ import datetime
 import json
 import time
 
+from ansible.module_utils.spark_monitoring import (
+    M_ACCEPTED, M_DRAFT_TOKENS, M_DRAFTS, M_GENERATION, M_PER_POS, PER_POSITION_DENOMINATOR,
+    RATIOS, per_position_formula, ratio_formula)
 from ansible.module_utils.spark_reportfiles import write_report_files
 
 SCHEMA = "spark-bench-report"
@@ -73,12 +78,8 @@ FIELD_REFERENCE = {
     "drafts": {"on": 2124, "off": 1731},
 }
 
-# Prometheus counters (vLLM, only present when speculative decoding is on).
-M_DRAFTS = "vllm:spec_decode_num_drafts"
-M_DRAFT_TOKENS = "vllm:spec_decode_num_draft_tokens"
-M_ACCEPTED = "vllm:spec_decode_num_accepted_tokens"
-M_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
-M_GENERATION = "vllm:generation_tokens"
+# Prometheus counters (vLLM, only present when speculative decoding is on), and the
+# ratios computed from them: one table with the recording rules (spark_monitoring).
 COUNTERS = {M_DRAFTS: "drafts", M_DRAFT_TOKENS: "draft_tokens",
             M_ACCEPTED: "accepted_tokens", M_GENERATION: "generation_tokens"}
 SPEC_KEYS = ("drafts", "draft_tokens", "accepted_tokens")
@@ -92,12 +93,8 @@ FORMULAS = {
     "output_tokens": "usage.completion_tokens of the stream (stream_options.include_usage); "
                      "if the server sends no usage: the number of non-empty content/reasoning "
                      "deltas (a lower bound: one delta can carry several accepted tokens)",
-    "acceptance_rate": "d(vllm:spec_decode_num_accepted_tokens) / "
-                       "d(vllm:spec_decode_num_draft_tokens)",
-    "mean_accepted_per_draft": "d(vllm:spec_decode_num_accepted_tokens) / "
-                               "d(vllm:spec_decode_num_drafts)",
-    "per_position": "d(vllm:spec_decode_num_accepted_tokens_per_pos{position}) / "
-                    "d(vllm:spec_decode_num_drafts)",
+    **{name: ratio_formula(name) for name in RATIOS},
+    "per_position": per_position_formula(),
 }
 
 
@@ -304,13 +301,12 @@ def _ratio(num, den):
 
 def spec_rates(delta):
     """Rates over one window (see FORMULAS); None where the denominator did not move."""
-    drafts = delta.get("drafts")
-    return {
-        "acceptance_rate": _ratio(delta.get("accepted_tokens"), delta.get("draft_tokens")),
-        "mean_accepted_per_draft": _ratio(delta.get("accepted_tokens"), drafts),
-        "per_position": {pos: _ratio(v, drafts)
-                         for pos, v in (delta.get("per_pos") or {}).items()},
-    }
+    rates = {name: _ratio(delta.get(COUNTERS[num]), delta.get(COUNTERS[den]))
+             for name, (num, den) in RATIOS.items()}
+    drafts = delta.get(COUNTERS[PER_POSITION_DENOMINATOR])
+    rates["per_position"] = {pos: _ratio(v, drafts)
+                             for pos, v in (delta.get("per_pos") or {}).items()}
+    return rates
 
 
 def sum_deltas(deltas):
