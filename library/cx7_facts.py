@@ -12,9 +12,11 @@ description:
     DGX Spark, their RDMA devices ("twins", two per physical QSFP port), the physical
     port of each, link state, speed, MTU and addresses, and which ports are cabled.
   - Names are read, never assumed (C(rocep1s0f1), C(mlx5_0), ... all work).
-  - When no C(mlx5_core) netdev exists (the lab's veths), the interfaces in
-    O(fallback_interfaces) are described instead and RV(ansible_facts.cx7.source) is
-    C(fallback).
+  - When no C(mlx5_core) netdev exists, RV(ansible_facts.cx7.source) is C(none) and
+    RV(ansible_facts.cx7.problem) says the driver is missing (a Spark whose mlx5_core
+    did not bind). Only with O(fallback_reason) set (the lab, whose rails are veths)
+    are the interfaces in O(fallback_interfaces) described instead, with
+    RV(ansible_facts.cx7.source) C(fallback).
   - Changes nothing; runs in check mode. Needs pyroute2 on the target.
 options:
   sysfs_root:
@@ -22,10 +24,17 @@ options:
     type: path
     default: /sys
   fallback_interfaces:
-    description: Interfaces to describe when no ConnectX-7 netdev is found.
+    description: Interfaces to describe when no ConnectX-7 netdev is found and
+      O(fallback_reason) is set (also named in the missing-driver message).
     type: list
     elements: str
     default: []
+  fallback_reason:
+    description: Why this node's rails are not ConnectX-7 netdevs (the lab's veths).
+      Empty (the default, real hardware) means a node without C(mlx5_core) netdev is
+      reported as such and never described by name.
+    type: str
+    default: ""
 requirements:
   - pyroute2 (python3-pyroute2)
 author:
@@ -54,7 +63,8 @@ ansible_facts:
       type: dict
       contains:
         source:
-          description: C(sysfs) when mlx5_core netdevs were found, else C(fallback).
+          description: C(sysfs) when mlx5_core netdevs were found, C(fallback) when
+            described by name (O(fallback_reason) set), else C(none).
           type: str
           sample: sysfs
         netdevs:
@@ -87,6 +97,12 @@ ansible_facts:
           description: Names of O(fallback_interfaces) that do not exist (fallback only).
           type: list
           elements: str
+        fallback_reason:
+          description: O(fallback_reason) when the fallback was used, else null.
+          type: str
+        problem:
+          description: Why no interface can be trusted (source C(none)), else null.
+          type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -104,12 +120,14 @@ def main():
         argument_spec=dict(
             sysfs_root=dict(type="path", default="/sys"),
             fallback_interfaces=dict(type="list", elements="str", default=[]),
+            fallback_reason=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
     try:
         with make_netlink() as net:
-            result = discover(module.params["sysfs_root"], net, module.params["fallback_interfaces"])
+            result = discover(module.params["sysfs_root"], net, module.params["fallback_interfaces"],
+                              module.params["fallback_reason"])
     except ImportError as exc:
         module.fail_json(msg=f"cx7_facts needs pyroute2 on the target (python3-pyroute2): {exc}")
     except OSError as exc:

@@ -9,15 +9,17 @@ module: validate_inventory
 short_description: Validate a Spark cluster inventory before any change
 description:
   - Checks the rules that argument specs cannot express, across hosts and fields
-    (C(scope=cluster)), or against one host's facts (C(scope=host)).
+    (C(scope=cluster)), against one host's facts (C(scope=host)), or the extra
+    container environment variables (C(scope=environment)) by the runtime env's rules.
   - Fails with one line per problem; each line names the host, the variable, what was
     found and what was expected. Changes nothing; runs in check mode.
 options:
   scope:
     description: C(cluster) checks groups, rails, addresses and MTU across all nodes;
-      C(host) checks one node's rails against its interfaces.
+      C(host) checks one node's rails against its interfaces; C(environment) checks
+      the mappings of O(environment) (no secret-looking keys, no pinned keys).
     type: str
-    choices: [cluster, host]
+    choices: [cluster, host, environment]
     default: cluster
   heads:
     description: Hosts of group C(spark_head) (scope=cluster).
@@ -62,6 +64,13 @@ options:
     description: Network (CIDR) of the default route's interface (scope=host).
     type: str
     default: ""
+  environment:
+    description:
+      - Variable name to its mapping of environment variables (scope=environment), for
+        instance the key C(serving_environment) and its value. Each key is checked by
+        the one set of rules of C(module_utils/spark_env.py) (C(check_settings)).
+    type: dict
+    default: {}
 author:
   - Spark cluster maintainers
 """
@@ -91,10 +100,15 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_inventory import check_host, validate
+from ansible.module_utils.spark_inventory import check_environment, check_host, validate
 
 
 def run(params):
+    if params["scope"] == "environment":
+        problems = []
+        for variable, settings in sorted(params["environment"].items()):
+            problems += check_environment(params["host"], variable, settings)
+        return problems
     if params["scope"] == "host":
         return check_host(
             params["host"],
@@ -110,7 +124,7 @@ def run(params):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            scope=dict(type="str", choices=["cluster", "host"], default="cluster"),
+            scope=dict(type="str", choices=["cluster", "host", "environment"], default="cluster"),
             heads=dict(type="list", elements="str", default=[]),
             workers=dict(type="list", elements="str", default=[]),
             nodes=dict(type="dict", default={}),
@@ -120,6 +134,8 @@ def main():
             default_interface=dict(type="str", default=""),
             host_addresses=dict(type="dict", default={}),
             default_network=dict(type="str", default=""),
+            # values may be secrets put in the wrong place: never echoed back
+            environment=dict(type="dict", default={}, no_log=True),
         ),
         supports_check_mode=True,
     )

@@ -186,13 +186,32 @@ def _sort_key(entry):
     return (entry["pci"] is None, entry["pci"] or "", entry["name"])
 
 
-def discover(sysfs_root="/sys", net=None, fallback_interfaces=()):
+def missing_driver_problem(sysfs_root, names):
+    """The message for a node without any mlx5_core netdev (driver not bound)."""
+    present = [f"{n} (driver: {netdev_driver(sysfs_root, n) or 'none'})"
+               for n in names if n in set(netdev_names(sysfs_root))]
+    seen = f" Rail interfaces present: {', '.join(present)}." if present else ""
+    return (
+        f"no ConnectX-7 netdev (driver {MLX5_DRIVER}) on this node: the driver did not bind "
+        "or the card is not seen, so no interface can be proven a cabled QSFP twin."
+        f"{seen} Check `lspci -d 15b3:`, `lsmod | grep mlx5` and `dmesg | grep -i mlx5`, "
+        "then reboot or reload mlx5_core. (A lab whose rails are not ConnectX-7 netdevs "
+        "says so with a fallback reason; real Sparks never need one.)"
+    )
+
+
+def discover(sysfs_root="/sys", net=None, fallback_interfaces=(), fallback_reason=""):
     """ConnectX-7 netdevs, their RDMA twins and QSFP ports.
 
     net: a NetlinkReader-like object (addresses, links); None opens a real
-    NetlinkReader (needs pyroute2). When no mlx5_core netdev exists (the lab's veths),
-    the names in ``fallback_interfaces`` are described instead (source 'fallback') and
-    the absent ones listed in ``missing``.
+    NetlinkReader (needs pyroute2).
+
+    When no mlx5_core netdev exists, the result has source 'none', no netdevs and a
+    ``problem`` saying the driver is missing: a Spark whose mlx5_core did not bind must
+    not pass as one whose named interfaces merely exist. Only with a ``fallback_reason``
+    (the lab, whose rails are veths) are the names in ``fallback_interfaces`` described
+    instead (source 'fallback', the reason kept in the result), the absent ones listed
+    in ``missing``.
     """
     if net is None:
         try:
@@ -200,15 +219,22 @@ def discover(sysfs_root="/sys", net=None, fallback_interfaces=()):
         except ImportError:  # standalone: node-side pre-start check
             from spark_netlink import NetlinkReader
         with NetlinkReader() as reader:
-            return discover(sysfs_root, reader, fallback_interfaces)
+            return discover(sysfs_root, reader, fallback_interfaces, fallback_reason)
 
     twins = rdma_twins(sysfs_root)
     names = [n for n in netdev_names(sysfs_root) if netdev_driver(sysfs_root, n) == MLX5_DRIVER]
     missing = []
+    problem = None
+    fallback_reason = (fallback_reason or "").strip()
     if names:
         source = "sysfs"
         netdevs = [describe_netdev(sysfs_root, n, net, rdma_device=twins.get(n)) for n in names]
         netdevs.sort(key=_sort_key)
+        fallback_reason = ""
+    elif not fallback_reason:
+        source = "none"
+        netdevs = []
+        problem = missing_driver_problem(sysfs_root, fallback_interfaces)
     else:
         source = "fallback"
         present = set(netdev_names(sysfs_root))
@@ -228,4 +254,6 @@ def discover(sysfs_root="/sys", net=None, fallback_interfaces=()):
         "rdma_present": bool(rdma_devices(sysfs_root)),
         "rdma_devices": sorted(e["rdma_device"] for e in netdevs if e["rdma_device"]),
         "missing": missing,
+        "fallback_reason": fallback_reason or None,
+        "problem": problem,
     }

@@ -9,6 +9,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
+try:
+    from ansible.module_utils.spark_env import check_settings
+except ImportError:  # standalone
+    from spark_env import check_settings
+
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 MTU_MIN = 1280
 MTU_MAX = 9216
@@ -244,4 +249,25 @@ def check_host(host, rails, interfaces, default_interface, host_addresses, defau
         for other, addrs in host_addresses.items():
             if other != name and ip in addrs:
                 problems.append(problem(host, f"spark_rails[{index}].address", f"{ip} already on {other}", f"{ip} free or on {name}"))
+    return problems
+
+
+def check_environment(host, variable, settings):
+    """Extra container environment (e.g. ``serving_environment``) by the runtime env's
+    own rules (``spark_env.check_settings``: no secret-looking key, no pinned key).
+
+    Compose's ``environment:`` wins over the env file, so a pinned key there would
+    bypass the pinning and the pre-start check, and a secret would show in
+    ``docker inspect``: each offending key is one problem."""
+    if settings in (None, ""):
+        return []
+    if not isinstance(settings, dict):
+        return [problem(host, variable, repr(settings), "a mapping of environment variable names to values")]
+    problems = []
+    for key, value in sorted(settings.items(), key=lambda item: str(item[0])):
+        try:
+            check_settings({key: value})
+        except ValueError as exc:
+            # the value is never shown: it may be a secret
+            problems.append(problem(host, f"{variable}.{key}", "set", "not set here", str(exc)))
     return problems

@@ -63,8 +63,28 @@ def _rdma_not_measured_reason(links, pair, probe):
     return "RDMA probe did not run"
 
 
-def build_direction(pair, probes, links, thresholds):
-    """One direction of one rail: measurements, per-check verdicts, verdict."""
+def rdma_hosts(links):
+    """Hosts with an RDMA device (behind a rail or anywhere in /sys/class/infiniband)."""
+    return sorted(host for host, rails in (links or {}).items()
+                  if any(isinstance(r, dict) and (r.get("rdma_device") or r.get("rdma_available"))
+                         for r in rails or []))
+
+
+def _unmeasured_is_failure(checks, hosts):
+    """On nodes with RDMA devices only a measured pass is good enough: every check that
+    could not be measured fails (and says why), instead of leaving the run "incomplete"."""
+    for name, check in list(checks.items()):
+        if check and check.get("status") == NOT_MEASURED:
+            checks[name] = dict(check, status=FAIL, reason=(
+                "not measured on nodes with RDMA devices (%s), where only a measured pass "
+                "is enough: %s" % (", ".join(hosts), check.get("reason"))))
+
+
+def build_direction(pair, probes, links, thresholds, rdma_nodes=()):
+    """One direction of one rail: measurements, per-check verdicts, verdict.
+
+    rdma_nodes: hosts with RDMA devices; when there are any, a check that was not
+    measured fails the direction (only the lab, without RDMA, may end "incomplete")."""
     th = thresholds_with_defaults(thresholds)
     pid = pair["id"]
     ping = probes.get("ping", {}).get(pid)
@@ -98,6 +118,9 @@ def build_direction(pair, probes, links, thresholds):
         "tcp": tcp_verdict(single, parallel, th),
         "rdma": rdma_check,
     }
+    if rdma_nodes:
+        _unmeasured_is_failure(checks, rdma_nodes)
+        rdma_check = checks["rdma"]
     verdict = direction_verdict(checks)
     ping_p = _g(ping, "parsed") or {}
     return {
@@ -155,6 +178,9 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
     pinning: {host: qsfp_pinning result ({problems, would_pick, ...})}
     env_file_present: {host: bool}; pinning problems fail the run only for hosts
     whose runtime env file exists (the deployed configuration is wrong).
+
+    Where any host has an RDMA device the verdict is pass or fail, never "incomplete":
+    "incomplete" is for nodes without RDMA (the lab), where RDMA cannot be measured.
     """
     th = thresholds_with_defaults(thresholds)
     links = links or {}
@@ -164,8 +190,12 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
     for pair in pairs:
         rails.setdefault(int(pair["rail"]), []).append(pair)
     rail_out, failures, warnings = [], [], []
+    with_rdma = rdma_hosts(links)
+    if with_rdma and not rails:
+        failures.append("no rail measured, and the nodes have RDMA devices (%s)"
+                        % ", ".join(with_rdma))
     for index in sorted(rails):
-        directions = [build_direction(p, probes, links, th) for p in rails[index]]
+        directions = [build_direction(p, probes, links, th, with_rdma) for p in rails[index]]
         rate, rate_source = _line_rate(links, rails[index][0], line_rate_gbps)
         verdict = rail_verdict([{"status": d["verdict"]} for d in directions])
         for d in directions:

@@ -132,6 +132,7 @@ def test_unreadable_carrier_is_none(spark_sysfs, monkeypatch):
 # ---------------------------------------------------------------- fallback (lab)
 
 LAB = ["enp1s0f1np1", "enP2p1s0f1np1"]
+REASON = "lab: the rails are veth pairs"
 
 
 def veth_sysfs(root: pathlib.Path, names):
@@ -163,8 +164,10 @@ def lab_net(names):
 
 def test_fallback_describes_lab_veths(tmp_path):
     root = veth_sysfs(tmp_path / "sys", LAB)
-    cx7 = discover(str(root), lab_net(LAB), fallback_interfaces=LAB + ["enp1s0f0np0"])
-    assert cx7["source"] == "fallback"
+    cx7 = discover(str(root), lab_net(LAB), fallback_interfaces=LAB + ["enp1s0f0np0"],
+                   fallback_reason=REASON)
+    assert cx7["source"] == "fallback" and cx7["fallback_reason"] == REASON
+    assert cx7["problem"] is None
     assert [n["name"] for n in cx7["netdevs"]] == LAB
     assert cx7["missing"] == ["enp1s0f0np0"]
     assert cx7["rdma_present"] is False
@@ -179,7 +182,7 @@ def test_fallback_describes_lab_veths(tmp_path):
 
 def test_fallback_from_netlink_when_sysfs_lacks_the_device(tmp_path):
     root = veth_sysfs(tmp_path / "sys", [])
-    cx7 = discover(str(root), lab_net(LAB), fallback_interfaces=LAB)
+    cx7 = discover(str(root), lab_net(LAB), fallback_interfaces=LAB, fallback_reason=REASON)
     assert cx7["missing"] == []
     entry = cx7["by_name"]["enP2p1s0f1np1"]
     assert entry["operstate"] == "UP" and entry["carrier"] is True and entry["mtu"] == 9000
@@ -187,12 +190,36 @@ def test_fallback_from_netlink_when_sysfs_lacks_the_device(tmp_path):
 
 def test_real_spark_ignores_fallback(spark_sysfs):
     sysfs, net = spark(spark_sysfs)
-    cx7 = discover(str(sysfs.root), net, fallback_interfaces=["nonexistent0"])
+    cx7 = discover(str(sysfs.root), net, fallback_interfaces=["nonexistent0"], fallback_reason=REASON)
     assert cx7["source"] == "sysfs" and cx7["missing"] == []
+    assert cx7["fallback_reason"] is None and cx7["problem"] is None
+
+
+def test_spark_whose_mlx5_driver_did_not_bind_is_reported(spark_sysfs):
+    """A real Spark after a failed mlx5_core probe: the QSFP netdevs keep their names
+    (udev rules) but have no driver; the cable is in and carrier reads 1. Without a
+    fallback reason this must not pass as "exists and has carrier"."""
+    sysfs, net = spark(spark_sysfs)
+    for name in ("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1"):
+        (sysfs.root / "class" / "net" / name / "device" / "driver").unlink()
+    cx7 = discover(str(sysfs.root), net, fallback_interfaces=["enp1s0f1np1", "enP2p1s0f1np1"])
+    assert cx7["source"] == "none"
+    assert cx7["netdevs"] == [] and cx7["by_name"] == {} and cx7["ports"] == []
+    assert "no ConnectX-7 netdev (driver mlx5_core) on this node" in cx7["problem"]
+    assert "enp1s0f1np1 (driver: none), enP2p1s0f1np1 (driver: none)" in cx7["problem"]
+    assert "lsmod | grep mlx5" in cx7["problem"]
+
+
+def test_lab_without_a_fallback_reason_is_not_a_spark(tmp_path):
+    root = veth_sysfs(tmp_path / "sys", LAB)
+    cx7 = discover(str(root), lab_net(LAB), fallback_interfaces=LAB)
+    assert cx7["source"] == "none" and cx7["by_name"] == {}
+    assert cx7["problem"].startswith("no ConnectX-7 netdev")
 
 
 def test_empty_sysfs(tmp_path):
-    cx7 = discover(str(tmp_path), FakeNetlink(), fallback_interfaces=["enp1s0f1np1"])
+    cx7 = discover(str(tmp_path), FakeNetlink(), fallback_interfaces=["enp1s0f1np1"],
+                   fallback_reason=REASON)
     assert cx7["source"] == "fallback"
     assert cx7["netdevs"] == [] and cx7["ports"] == []
     assert cx7["missing"] == ["enp1s0f1np1"]
@@ -244,11 +271,23 @@ def test_module_cx7_facts_fallback(tmp_path, monkeypatch, capsys):
 
     root = veth_sysfs(tmp_path / "sys", LAB)
     monkeypatch.setattr(cx7_facts, "make_netlink", lambda: lab_net(LAB))
-    rc, out = run_module(cx7_facts, {"sysfs_root": str(root), "fallback_interfaces": LAB + ["x0"]},
-                         capsys)
+    rc, out = run_module(cx7_facts, {"sysfs_root": str(root), "fallback_interfaces": LAB + ["x0"],
+                                     "fallback_reason": REASON}, capsys)
     assert rc == 0
     cx7 = out["ansible_facts"]["cx7"]
     assert cx7["source"] == "fallback" and cx7["missing"] == ["x0"]
+
+
+def test_module_cx7_facts_missing_driver_in_check_mode(tmp_path, monkeypatch, capsys):
+    import cx7_facts
+
+    root = veth_sysfs(tmp_path / "sys", LAB)
+    monkeypatch.setattr(cx7_facts, "make_netlink", lambda: lab_net(LAB))
+    rc, out = run_module(cx7_facts, {"sysfs_root": str(root), "fallback_interfaces": LAB,
+                                     "_ansible_check_mode": True}, capsys)
+    assert rc == 0 and out["changed"] is False
+    cx7 = out["ansible_facts"]["cx7"]
+    assert cx7["source"] == "none" and "mlx5_core" in cx7["problem"]
 
 
 def test_module_cx7_facts_without_pyroute2(tmp_path, monkeypatch, capsys):

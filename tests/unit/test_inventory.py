@@ -142,3 +142,36 @@ def test_host_checks():
     assert "192.168.100.10 already on wlP9s9" in taken[0]["message"]
     overlap = inv.check_host("spark-1", rails_, ["wlP9s9", "enp1s0f1np1", "enP2p1s0f1np1"], "wlP9s9", {}, "192.168.101.0/24")
     assert "overlapping the management network 192.168.101.0/24" in overlap[0]["message"]
+
+
+# ------------------------------------ serving_environment: compose's environment: wins
+
+def test_serving_environment_cannot_repin_gloo_to_the_wifi():
+    """Compose's environment: wins over the env file, so GLOO_SOCKET_IFNAME=wlP9s9 there
+    would send gloo over the Wi-Fi behind the pre-start check's back."""
+    (p,) = inv.check_environment("spark-1", "serving_environment", {"GLOO_SOCKET_IFNAME": "wlP9s9"})
+    assert p["variable"] == "serving_environment.GLOO_SOCKET_IFNAME"
+    assert "would override a pinned key" in p["message"] and p["message"].startswith("spark-1: ")
+
+
+def test_serving_environment_refuses_secrets_without_showing_them():
+    problems = inv.check_environment("spark-1", "serving_environment",
+                                     {"HF_TOKEN": "hf_s3cret", "OPENAI_API_KEY": "sk-s3cret"})
+    assert [p["variable"] for p in problems] == ["serving_environment.HF_TOKEN",
+                                                 "serving_environment.OPENAI_API_KEY"]
+    assert all("looks like a secret" in p["message"] for p in problems)
+    assert "s3cret" not in repr(problems)
+
+
+@pytest.mark.parametrize("key", ["NCCL_IB_GID_INDEX", "NCCL_SOCKET_IFNAME", "VLLM_HOST_IP",
+                                 "MASTER_ADDR", "NCCL_IB_HCA"])
+def test_serving_environment_refuses_every_pinned_key(key):
+    assert len(inv.check_environment("spark-2", "serving_environment", {key: "x"})) == 1
+
+
+def test_serving_environment_plain_settings_pass():
+    assert inv.check_environment("spark-1", "serving_environment",
+                                 {"VLLM_LOGGING_LEVEL": "DEBUG", "OMP_NUM_THREADS": 8}) == []
+    assert inv.check_environment("spark-1", "serving_environment", None) == []
+    (p,) = inv.check_environment("spark-1", "serving_environment", ["GLOO_SOCKET_IFNAME=eth0"])
+    assert "a mapping of environment variable names" in p["message"]

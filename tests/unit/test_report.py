@@ -168,3 +168,55 @@ def test_write_report_files_and_latest(tmp_path):
         assert os.path.realpath(latest) == str(path)
     assert pathlib.Path(paths["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(pathlib.Path(paths["latest_json"]).read_text())["verdict"] == "fail"
+
+
+# --------------------------------------------- nodes with RDMA: only a measured pass passes
+
+def test_worker_driver_lost_its_rdma_twin_fails_not_incomplete():
+    """The head's rail-0 twin has its RDMA device, the worker's does not (mlx5_ib did not
+    bind there): the pairs template cannot run ib_write_bw and says "no RDMA device on
+    spark-worker". On a real cluster that is a broken RDMA path, not a lab."""
+    lk = links()
+    for rail in lk["spark-worker"]:
+        rail["rdma_device"] = None
+    pairs = [dict(p, rdma_status="not_measured",
+                  rdma_reason="no RDMA device for this rail on spark-worker") for p in PAIRS]
+    r = rep.build_report(pairs, all_probes(rdma_file=None), lk, generated_at=WHEN)
+    assert r["verdict"] == "fail" and r["fit_for_tensor_parallel"] is False
+    d = r["rails"][0]["directions"][0]
+    assert d["rdma"]["status"] == "fail" and d["verdict"] == "fail"
+    assert "nodes with RDMA devices (spark-head)" in d["rdma"]["reason"]
+    assert "no RDMA device for this rail on spark-worker" in d["rdma"]["reason"]
+    assert len(r["failures"]) == 4 and r["rails"][1]["verdict"] == "fail"
+
+
+def test_rdma_switched_off_on_nodes_with_rdma_fails():
+    """link_validation_rdma: false on real Sparks: the run cannot prove the link."""
+    pairs = [dict(p, rdma_status="not_measured", rdma_reason="disabled (link_validation_rdma: false)")
+             for p in PAIRS]
+    r = rep.build_report(pairs, all_probes(rdma_file=None), links(), generated_at=WHEN)
+    assert r["verdict"] == "fail"
+    assert all("disabled (link_validation_rdma: false)" in f for f in r["failures"])
+
+
+def test_rdma_device_elsewhere_on_the_node_counts_as_rdma():
+    """The rail netdevs have no RDMA twin but the node lists RDMA devices (a port's
+    driver half-bound): still a node with RDMA, so "not measured" fails."""
+    lk = links(rdma_dev=False)
+    lk["spark-worker"][0]["rdma_available"] = True
+    r = rep.build_report(PAIRS, all_probes(rdma_file=None), lk, generated_at=WHEN)
+    assert r["verdict"] == "fail" and rep.rdma_hosts(lk) == ["spark-worker"]
+
+
+def test_ping_that_did_not_run_fails_on_nodes_with_rdma():
+    probes = all_probes()
+    probes["ping"] = {}
+    r = rep.build_report(PAIRS, probes, links(), generated_at=WHEN)
+    assert r["verdict"] == "fail"
+    assert any("ping: not measured on nodes with RDMA devices" in f for f in r["failures"])
+
+
+def test_no_pair_at_all_on_nodes_with_rdma_fails():
+    r = rep.build_report([], {}, links(), generated_at=WHEN)
+    assert r["verdict"] == "fail"
+    assert r["failures"] == ["no rail measured, and the nodes have RDMA devices (spark-head, spark-worker)"]
