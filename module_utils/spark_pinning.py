@@ -192,7 +192,9 @@ def check_routes(interface, address, peers, net, by_if):
             continue
         how = f"{answer.get('dev')}"
         if via_gateway:
-            how += f" via gateway {answer['gateway']} (the default route)"
+            how += f" via gateway {answer['gateway']}" + (
+                " (a router on the rail, not the peer at the cable's other end)"
+                if answer.get("dev") == interface else " (the default route)")
         problems.append(problem(
             "route",
             f"the route to peer {peer} leaves through {how}, not directly through {interface} "

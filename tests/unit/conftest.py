@@ -56,3 +56,19 @@ def spark_sysfs(tmp_path):
         return SparkSysfs(tmp_path / "sys", **kwargs).build()
 
     return make
+
+
+@pytest.fixture
+def run_main(capsys):
+    """Run a library/ module's main() with ``args`` (Ansible's patch_module_args
+    pattern): returns (exit code, parsed JSON result). ``check=True`` adds check mode."""
+    from ansible.module_utils.testing import patch_module_args
+    import json
+
+    def run(module, args, check=False):
+        args = dict(args, _ansible_check_mode=check)
+        with patch_module_args(args), pytest.raises(SystemExit) as info:
+            module.main()
+        return info.value.code, json.loads(capsys.readouterr().out)
+
+    return run

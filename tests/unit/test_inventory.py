@@ -175,3 +175,47 @@ def test_serving_environment_plain_settings_pass():
     assert inv.check_environment("spark-1", "serving_environment", None) == []
     (p,) = inv.check_environment("spark-1", "serving_environment", ["GLOO_SOCKET_IFNAME=eth0"])
     assert "a mapping of environment variable names" in p["message"]
+
+
+# ------------------------------------------------ addressing mistakes seen on real rails
+
+def test_rail0_as_a_23_swallows_rail1():
+    """rail 0 typed as /23 (192.168.100.0/23 = .100 and .101), rail 1 as /24: not equal
+    subnets, but overlapping, so the kernel routes rail-1 peers out of rail 0."""
+    nodes = copy.deepcopy(GOOD)
+    for host, last in (("spark-1", 10), ("spark-2", 11)):
+        nodes[host]["rails"][0]["address"] = f"192.168.100.{last}/23"
+    (problem,) = run(nodes)
+    assert problem["variable"] == "spark_rails[1].address"
+    assert "rail 1 in 192.168.101.0/24, overlapping rail 0 (192.168.100.0/23)" in problem["message"]
+
+
+def test_broadcast_address_as_a_rail_address():
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"][1]["address"] = "192.168.101.255/24"
+    (problem,) = run(nodes)
+    assert problem["message"] == ("spark-2: spark_rails[1].address is 192.168.101.255/24; expected a host "
+                                  "address inside 192.168.101.0/24, not its network or broadcast address")
+
+
+def test_point_to_point_31_uses_both_addresses():
+    """A /31 has no network/broadcast address (RFC 3021): both ends are hosts."""
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["rails"][0]["address"] = "192.168.100.0/31"
+    nodes["spark-2"]["rails"][0]["address"] = "192.168.100.1/31"
+    assert run(nodes) == []
+
+
+def test_management_25_inside_a_rail_24():
+    """The management LAN is a /25 carved out of what the rail /24 also covers."""
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-1"]["mgmt_networks"] = ["192.168.100.128/25"]
+    found = run(nodes)
+    assert [(p["host"], p["variable"]) for p in found] == [("spark-1", "spark_rails[0].address"),
+                                                           ("spark-2", "spark_rails[0].address")]
+    assert "overlapping the management network 192.168.100.128/25 (of spark-1)" in found[0]["message"]
+
+
+@pytest.mark.parametrize("mtu", [1280, 9000, 9216, "9216"])
+def test_mtu_in_the_documented_range_is_accepted(mtu):
+    assert run(mtu=mtu) == []

@@ -317,3 +317,19 @@ def test_module_bad_env_file(node, capsys, monkeypatch, tmp_path):
     rc, out = run_module({"interface": IFACE, "address": ADDRESS, "env_file": str(env_file)},
                          capsys, monkeypatch, node())
     assert rc == 1 and "1BAD" in out["msg"]
+
+
+def test_peer_reached_through_a_router_on_the_rail_is_refused(node):
+    """The worker's rail-0 address is in another subnet (a typo'd /24), and a leftover
+    route sends that subnet via a gateway on rail 0: the packet leaves through the
+    right interface, but towards a router, not the peer at the cable's other end."""
+    peer = "192.168.110.11"
+    net = node(extra_routes=[{"dst": "192.168.110.0/24", "dev": IFACE, "src": ADDRESS,
+                              "gateway": "192.168.100.1"}])
+    result = check(net, peers=[peer])
+    assert result["ok"] is False
+    assert result["routes"] == [{"peer": peer, "dev": IFACE, "src": ADDRESS,
+                                 "via_gateway": True, "ok": False}]
+    [p] = result["problems"]
+    assert p["check"] == "route" and p["expected"] == IFACE
+    assert "via gateway 192.168.100.1 (a router on the rail" in p["message"]

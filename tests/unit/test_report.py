@@ -220,3 +220,41 @@ def test_no_pair_at_all_on_nodes_with_rdma_fails():
     r = rep.build_report([], {}, links(), generated_at=WHEN)
     assert r["verdict"] == "fail"
     assert r["failures"] == ["no rail measured, and the nodes have RDMA devices (spark-head, spark-worker)"]
+
+
+def test_ib_write_bw_that_ran_and_failed_is_a_failure_with_its_error():
+    """ib_write_bw ran on real Sparks and could not reach the server (the captured
+    "Couldn't connect" output): a failed measurement, not a missing one."""
+    probes = all_probes(rdma_file="ib_write_bw_no_server.txt")
+    for probe in probes["rdma"].values():
+        assert probe["ok"] is False
+    r = rep.build_report(PAIRS, probes, links(), generated_at=WHEN)
+    d = r["rails"][0]["directions"][0]
+    assert d["rdma"]["status"] == "fail"
+    assert d["rdma"]["reason"].startswith("ib_write_bw failed: ")
+    assert d["checks"]["rdma"]["reason"] == d["rdma"]["reason"]
+    assert r["verdict"] == "fail" and len(r["failures"]) == 4
+
+
+def test_rdma_device_without_a_resolved_gid_is_a_failure():
+    """Both ends have RDMA devices but the worker's RoCE v2 GID could not be resolved
+    (address not on the twin yet): ib_write_bw is not run (no probe), the pair says why."""
+    reason = ("RDMA device present but no RoCE v2 GID resolved: no RoCE v2 GID for "
+              "198.18.100.11 on RDMA device rocep1s0f1")
+    pairs = [dict(p, rdma_status="fail", rdma_reason=reason) for p in PAIRS]
+    r = rep.build_report(pairs, all_probes(rdma_file=None), links(), generated_at=WHEN)
+    d = r["rails"][1]["directions"][1]
+    assert d["rdma"]["status"] == "fail" and d["rdma"]["reason"] == reason
+    assert r["verdict"] == "fail"
+
+
+def test_perftest_missing_on_a_node_with_rdma_is_a_failure():
+    probes = all_probes(rdma_file=None)
+    probes["rdma"] = {p["id"]: {"kind": "rdma", "measured": False, "rdma_hardware": True,
+                                "ok": False, "hca": "rocep1s0f1",
+                                "reason": "ib_write_bw (perftest) not installed"}
+                      for p in PAIRS}
+    r = rep.build_report(PAIRS, probes, links(), generated_at=WHEN)
+    d = r["rails"][0]["directions"][1]
+    assert d["rdma"]["status"] == "fail"
+    assert d["rdma"]["reason"] == "RDMA devices present but not measured: ib_write_bw (perftest) not installed"

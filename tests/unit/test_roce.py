@@ -236,3 +236,36 @@ def test_module_fails_with_the_table(spark_sysfs, capsys):
     assert code == 1
     assert result["failed"] is True
     assert "roceP2p1s0f1" in result["msg"] and "192.168.101.10" in result["msg"]
+
+
+# ------------------------------- twins that disagree: one with RDMA, the other without
+
+def without_hca(sysfs, hca):
+    """The RDMA device of one twin is gone (mlx5_ib did not bind on that PCI function)."""
+    (sysfs.root / "class" / "infiniband" / hca).unlink()
+    return sysfs
+
+
+def test_rail1_twin_lost_its_rdma_device_rail0_keeps_ib(spark_sysfs):
+    """Rail 0's twin has its RDMA device (index 3), rail 1's has none: NCCL must still
+    use RDMA on rail 0's HCA only, never fall back to TCP for both, never list the
+    HCA-less twin."""
+    sysfs = without_hca(spark_sysfs(addresses=ADDRESSES), "roceP2p1s0f1")
+    result = resolve(sysfs.root, TWINS)
+    assert result["rdma_present"] is True
+    assert result["nccl_env"] == {"NCCL_IB_HCA": "rocep1s0f1", "NCCL_IB_GID_INDEX": "3"}
+    assert [d["netdev"] for d in result["devices"]] == [RAIL0]
+    assert result["message"] == (
+        f"RoCE v2 GID index 3 on rocep1s0f1; no RDMA device for {RAIL1} (not in NCCL_IB_HCA)")
+
+
+def test_rail0_twin_without_rdma_rail1_with_drifted_index(spark_sysfs):
+    """The other way round, and the remaining twin drifted to 4: its own index is used."""
+    sysfs = spark_sysfs(addresses=ADDRESSES,
+                        gid_tables={"roceP2p1s0f1": drifted_table(RAIL1, 3, "192.168.101.10")})
+    without_hca(sysfs, "rocep1s0f1")
+    result = resolve(sysfs.root, TWINS)
+    assert result["rdma_present"] is True
+    assert result["nccl_env"] == {"NCCL_IB_HCA": "roceP2p1s0f1", "NCCL_IB_GID_INDEX": "4"}
+    assert result["devices"][0]["gid_index"] == 4 and result["devices"][0]["hca"] == "roceP2p1s0f1"
+    assert f"no RDMA device for {RAIL0}" in result["message"]
