@@ -11,7 +11,7 @@ LAB_INVENTORY ?= inventory/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker promtool lab-up lab lab-down lab-status lint unit rules molecule test clean bench-link
+.PHONY: help venv docker promtool lab-up lab lab-down lab-status lint unit mutants rules molecule test clean bench-link
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -52,8 +52,14 @@ lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml
 	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml
 
-unit: venv promtool ## unit tests of library/, module_utils/ and the lab tool (promtool rule tests included)
-	$(BIN)/python -m pytest -q tests/unit tests/lab
+unit: venv promtool ## unit tests of library/, module_utils/ and the lab tool (promtool rule tests included), with line coverage (floor in .coveragerc)
+	@mkdir -p .cache
+	$(BIN)/python -m coverage run -m pytest -q tests/unit tests/lab
+	$(BIN)/python -m coverage report
+
+mutants: venv ## mutation testing of the pure module_utils files (mutmut; slow, not in CI) -> docs/testing.md
+	$(BIN)/pip install -q -r requirements-mutants.txt
+	$(BIN)/python scripts/mutants.py
 
 rules: venv promtool ## promtool check rules/config and test rules; the Grafana dashboard matches the rules
 	$(BIN)/python scripts/monitoring_files.py test

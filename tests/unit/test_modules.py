@@ -396,3 +396,61 @@ def test_serving_wait_failed_unit_shows_its_journal(run_main, monkeypatch):
     code, out = run_main(serving_wait, {"role": "worker", "wait_seconds": 0}, check=True)
     assert code == 1 and out["unit_failed"] is True
     assert "Unable to find address for: enp1s0f1np1" in out["msg"]
+
+
+# ---------------------------------------------------------------- qsfp_netstate
+
+NETCONF = pathlib.Path(__file__).parent / "fixtures" / "netconf"
+NETSTATE_RAILS = [{"interface": "enp1s0f1np1", "address": "198.18.100.10/24"},
+                  {"interface": "enP2p1s0f1np1", "address": "198.18.101.10/24"}]
+
+
+def dgx_os_node(monkeypatch, tmp_path, netplan):
+    """A node whose commands answer from the captured DGX OS readings (fixtures/netconf):
+    NetworkManager running, NVIDIA's netplan file, the rails' ip -j addr."""
+    import qsfp_netstate
+
+    (tmp_path / "etc" / "netplan").mkdir(parents=True)
+    for name, text in netplan.items():
+        (tmp_path / "etc" / "netplan" / name).write_text(text)
+    details = {}
+    for name in ("wired1", "wired2", "mgmt", "old"):
+        text = (NETCONF / f"nm-detail-{name}.txt").read_text()
+        uuid = next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("connection.uuid:"))
+        details[uuid] = text
+
+    def run_command(self, argv, **kwargs):
+        if argv[:2] == ["ip", "-j"]:
+            return 0, (NETCONF / "ip-addr.json").read_text(), ""
+        if argv[0] == "systemctl":
+            return 3, "inactive\n", ""
+        if argv[-1] == "general":
+            return 0, "running\n", ""
+        if argv[-2:] == ["connection", "show"]:
+            return 0, (NETCONF / "nm-connections.txt").read_text(), ""
+        if argv[-3:-1] == ["show", "uuid"]:
+            return 0, details.get(argv[-1], ""), ""
+        if argv[-1] == "device":
+            return 0, (NETCONF / "nm-devices.txt").read_text(), ""
+        raise AssertionError(argv)
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/" + name)
+    return qsfp_netstate
+
+
+def test_qsfp_netstate_on_dgx_os_as_shipped_in_check_mode(run_main, monkeypatch, tmp_path):
+    module = dgx_os_node(monkeypatch, tmp_path, {
+        "00-all.yaml": "network:\n  version: 2\n  renderer: NetworkManager\n"})
+    code, out = run_main(module, {"rails": NETSTATE_RAILS, "root": str(tmp_path)}, check=True)
+    assert code == 0, out
+    state = out["ansible_facts"]["qsfp_netstate"]
+    assert state["renderer"] == "NetworkManager" and out["changed"] is False
+    assert [r["interface"] for r in state["rails"]] == ["enp1s0f1np1", "enP2p1s0f1np1"]
+    assert state["summary"]
+
+
+def test_qsfp_netstate_unreadable_netplan_file_fails(run_main, monkeypatch, tmp_path):
+    module = dgx_os_node(monkeypatch, tmp_path, {"50-broken.yaml": "network: [unclosed\n"})
+    code, out = run_main(module, {"rails": NETSTATE_RAILS, "root": str(tmp_path)}, check=True)
+    assert code == 1 and "cannot read netplan file /etc/netplan/50-broken.yaml" in out["msg"]
