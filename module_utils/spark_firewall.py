@@ -154,14 +154,14 @@ def build_plan(rail_addresses, rail_tcp, rail_udp=None, ephemeral_range=None, ap
                 raise FirewallError(
                     f"{'/'.join(culprit)}: {proto} port {port} is protected (SSH): the firewall never restricts it")
     if api_port is not None:
-        api_port = parse_port_spec(api_port, "serving_api_port")[0]
+        api_port = parse_port_spec(api_port, "spark_api_port")[0]
         if in_ranges(api_port, tcp):
             culprit = [p for p, rs in purposes_tcp.items() if in_ranges(api_port, rs)]
             raise FirewallError(
-                f"serving_api_port {api_port} is also a rail-only cluster port ({'/'.join(culprit)}): "
+                f"spark_api_port {api_port} is also a rail-only cluster port ({'/'.join(culprit)}): "
                 "choose an API port outside the cluster ports")
         if int(api_port) in [int(p) for p in protected_ports or ()]:
-            raise FirewallError(f"serving_api_port {api_port} is protected (SSH)")
+            raise FirewallError(f"spark_api_port {api_port} is protected (SSH)")
     rails_v4, rails_v6 = collapse(rail_networks(rail_addresses))
     clients_v4, clients_v6 = collapse(client_networks(api_clients))
     return {

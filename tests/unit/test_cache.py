@@ -291,6 +291,6 @@ def test_jit_variables_agree_across_role_runtime_env_and_module_utils():
     settings = yaml.safe_load((ROOT / "roles/runtime_env/defaults/main.yml").read_text())["runtime_env_settings"]
     for var, sub in sc.JIT_SUBDIRS.items():
         assert settings[var] == f"/var/cache/spark-jit/{sub}"
+    assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["hf_cache_jit_dir"] == "/var/cache/spark-jit"
     defaults = yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())
-    assert defaults["hf_cache_jit_dir"] == "/var/cache/spark-jit"
     assert defaults["hf_cache_lab_seed"] is False and defaults["hf_cache_nfs_start"] is True

@@ -89,7 +89,7 @@ def test_empty_api_clients_means_loopback_only():
 @pytest.mark.parametrize("kw, message", [
     (dict(rail_tcp={"extra": ["20-30"]}), "port 22 is protected"),
     (dict(rail_tcp={"extra": ["1-1024"]}, ephemeral_range=None), "extra: tcp port 22"),
-    (dict(api_port=29501), "serving_api_port 29501 is also a rail-only cluster port (master)"),
+    (dict(api_port=29501), "spark_api_port 29501 is also a rail-only cluster port (master)"),
     (dict(api_port=40000), "(ephemeral)"),
     (dict(api_port=22, rail_tcp={}), "protected (SSH)"),
     (dict(rail_addresses=[]), "no rail address"),
@@ -164,14 +164,13 @@ def test_role_defaults_match_the_roles_they_describe():
     fwd = yaml.safe_load((ROOT / "roles/firewall/defaults/main.yml").read_text())
     assert fwd["firewall_api_clients"] == [] and fwd["firewall_ray"] is False
     assert fwd["firewall_protected_ports"] == [22]
-    for var, role, default in (("firewall_master_port", "runtime_env", 29501),
-                               ("firewall_image_stream_port", "runtime_image", 29610),
-                               ("firewall_rsync_port", "hf_cache", 873),
-                               ("firewall_iperf3_port", "link_validation", 5201),
-                               ("firewall_rdma_port", "link_validation", 18515)):
-        assert f"default({default})" in fwd[var], var
-        source = fwd[var].split("{{")[1].split("|")[0].strip()
-        assert yaml.safe_load((ROOT / f"roles/{role}/defaults/main.yml").read_text())[source] == default
+    # the cluster ports come from roles/spark_common, the one owner of each
+    common = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())
+    fw_vars = (ROOT / "roles/firewall/vars/main.yml").read_text()
+    for var, default in (("spark_master_port", 29501), ("spark_image_stream_port", 29610),
+                         ("spark_rsync_port", 873), ("spark_iperf3_port", 5201), ("spark_rdma_port", 18515)):
+        assert common[var] == default, var
+        assert var in fw_vars, var
 
 
 # --------------------------------------------------------------------------- secrets, statically
