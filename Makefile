@@ -8,6 +8,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 LAB_INVENTORY ?= inventory/lab
+DAY_TWO := status.yml start.yml stop.yml restart.yml diagnose.yml teardown.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -49,8 +50,8 @@ lab-status: venv ## show the lab nodes and their rails
 lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
-	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml
-	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
+	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
 
 unit: venv promtool ## unit tests of library/, module_utils/ and the lab tool (promtool rule tests included), with line coverage (floor in .coveragerc)
 	@mkdir -p .cache

@@ -11,7 +11,11 @@ files the playbook used (installed to /usr/local/lib/spark-cluster/)::
    reboot) and re-renders the env file with the same spark_env functions, rewriting
    it only when it changed (and saying so: "GID index drifted 3 -> 4 on rocep1s0f1");
 3. checks the interface pinning of the rendered env against the kernel
-   (spark_pinning.check_pinning with the real netlink reader).
+   (spark_pinning.check_pinning with the real netlink reader);
+4. with ``--gpu-memory-utilization``: the unified-memory guard (spark_memory.guard):
+   MemAvailable against utilization x total + ``--memory-margin-gib``, the page cache
+   dropped when the weights under ``--weights-dir`` were written since the last start
+   (``--memory-stamp``), the start refused with the numbers when it does not fit.
 
 Exit 0 when all is well (one summary line on stdout), 1 on any problem (one line per
 problem on stderr), so systemd does not start a service that would hang or silently
@@ -30,12 +34,14 @@ import tempfile
 try:
     from ansible.module_utils.spark_env import build_env, check_rail0, render
     from ansible.module_utils.spark_envfile import parse
+    from ansible.module_utils.spark_memory import guard as memory_guard
     from ansible.module_utils.spark_netlink import NetlinkReader
     from ansible.module_utils.spark_pinning import check_pinning, format_problems
     from ansible.module_utils.spark_roce import GidError, resolve
 except ImportError:  # standalone: node-side pre-start check
     from spark_env import build_env, check_rail0, render
     from spark_envfile import parse
+    from spark_memory import guard as memory_guard
     from spark_netlink import NetlinkReader
     from spark_pinning import check_pinning, format_problems
     from spark_roce import GidError, resolve
@@ -139,12 +145,19 @@ def parse_args(argv):
     parser.add_argument(
         "--check-only", action="store_true", help="write nothing; report and check only"
     )
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
+                        help="run the memory guard for this share of total memory")
+    parser.add_argument("--memory-margin-gib", type=float, default=4.0,
+                        help="memory the node keeps on top of the runtime's share")
+    parser.add_argument("--weights-dir", default=None, help="the hub cache (page cache dropped when newer)")
+    parser.add_argument("--memory-stamp", default=None, help="stamp of the last start that passed the guard")
     return parser.parse_args(argv)
 
 
-def main(argv=None, net=None, sysfs_root=None, out=None, err=None):
-    """Returns the exit code. ``net`` (a netlink reader, e.g. FakeNetlink) and
-    ``sysfs_root`` are injectable for tests; ``out``/``err`` default to stdout/stderr."""
+def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None):
+    """Returns the exit code. ``net`` (a netlink reader, e.g. FakeNetlink),
+    ``sysfs_root`` and ``meminfo`` (a callable returning /proc/meminfo text) are
+    injectable for tests; ``out``/``err`` default to stdout/stderr."""
     out = out or sys.stdout
     err = err or sys.stderr
     args = parse_args(argv)
@@ -211,6 +224,17 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None):
         return fail(f"cannot read the network state (netlink): {exc!r}")
     if not result["ok"]:
         return fail(format_problems(result))
+    if args.gpu_memory_utilization is not None:
+        try:
+            fits, lines = memory_guard(args.gpu_memory_utilization, args.memory_margin_gib,
+                                       args.weights_dir, args.memory_stamp, read_meminfo=meminfo,
+                                       check_only=args.check_only)
+        except (OSError, ValueError) as exc:
+            return fail(f"memory: {exc}")
+        if not fits:
+            return fail("\n".join(lines))
+        for line in lines:
+            print(f"{PROG}: {line}", file=out)
     print(summary(node, gid), file=out)
     return 0
 

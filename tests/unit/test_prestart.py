@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from ansible.module_utils import spark_prestart
 from ansible.module_utils.spark_env import build_env, make_params, params_text, render
@@ -212,8 +213,8 @@ def test_runs_standalone_from_the_installed_files(provisioned, tmp_path):
     no enp1s0f1np1: the check must fail cleanly with a pinning message (no traceback)."""
     lib = tmp_path / "lib"
     lib.mkdir()
-    for name in ("spark_prestart", "spark_roce", "spark_env", "spark_envfile",
-                 "spark_pinning", "spark_netlink"):
+    installed = yaml.safe_load((ROOT / "roles" / "runtime_env" / "vars" / "main.yml").read_text())
+    for name in installed["runtime_env_lib_files"]:
         shutil.copy(ROOT / "module_utils" / f"{name}.py", lib)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = subprocess.run(

@@ -35,6 +35,12 @@ Speculative decoding counters advance by known amounts (see ``spec_counts``): wi
 accepts A of them (A = 1 with thinking on, 2 with thinking off), so a completion of N
 tokens takes ceil(N / (A + 1)) drafts.
 
+Fault switch (the stall watchdog's lab test): while the file ``STANDIN_HANG_FILE``
+(default ``/tmp/standin-hang-generation`` inside the container) exists, generation
+hangs before its first token, as a TP pair does in an NCCL collective timeout, while
+``/health`` keeps answering 200. ``vllm:num_requests_running`` counts the requests in
+flight (hung ones included), like vLLM's gauge. A restart (new container) clears it.
+
 ``STANDIN_NULL_CONTENT_BUG=1`` mimics the DSpark build's thinking-off bug: content is
 null and the answer comes back in the reasoning field.
 """
@@ -171,6 +177,11 @@ class Metrics:
         self.values = {"drafts": 0, "draft_tokens": 0, "accepted": 0, "generation": 0,
                        "prompt": 0, "requests": 0}
         self.per_pos = [0] * SPEC_TOKENS
+        self.running = 0
+
+    def in_flight(self, delta):
+        with self.lock:
+            self.running += delta
 
     def add(self, counts, prompt_tokens):
         with self.lock:
@@ -186,7 +197,10 @@ class Metrics:
         with self.lock:
             v = dict(self.values)
             per_pos = list(self.per_pos)
+            running = self.running
         lines = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{{{label}}} {running}.0",
             "# TYPE vllm:spec_decode_num_drafts_total counter",
             f"vllm:spec_decode_num_drafts_total{{{label}}} {v['drafts']}.0",
             "# TYPE vllm:spec_decode_num_draft_tokens_total counter",
@@ -222,6 +236,14 @@ class Api:
         self.metrics = Metrics()
         self.counter = 0
         self.lock = threading.Lock()
+        self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/tmp/standin-hang-generation")
+
+    def hang_while_switched(self):
+        """The fault switch: block while the hang file exists (see the module doc)."""
+        if os.path.exists(self.hang_file):
+            log(f"fault switch {self.hang_file}: generation hangs (health stays 200)")
+            while os.path.exists(self.hang_file):
+                time.sleep(0.5)
 
     def next_id(self):
         with self.lock:
@@ -313,6 +335,13 @@ def make_handler(api):
             if status != 200:
                 self.error(status, message)
                 return
+            api.metrics.in_flight(1)
+            try:
+                self.generate(body)
+            finally:
+                api.metrics.in_flight(-1)
+
+        def generate(self, body):
             result = completion(body, api.null_content_bug)
             tokens = len(result["reasoning_tokens"]) + len(result["answer_tokens"])
             counts = spec_counts(tokens, result["thinking"])
@@ -323,6 +352,7 @@ def make_handler(api):
             if body.get("stream"):
                 self.stream(cid, result, usage)
                 return
+            api.hang_while_switched()
             time.sleep(api.token_delay * tokens)
             self.send(200, {
                 "id": cid, "object": "chat.completion", "created": 0, "model": api.model,
@@ -347,6 +377,7 @@ def make_handler(api):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.chunk(cid, {"role": "assistant", "content": ""})
+            api.hang_while_switched()
             in_reasoning = result["content"] is None
             for i, tok in enumerate(result["reasoning_tokens"]):
                 time.sleep(api.token_delay)

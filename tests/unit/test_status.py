@@ -1,0 +1,68 @@
+"""The status table (module_utils/spark_status.py)."""
+
+import datetime
+
+from ansible.module_utils import spark_status as st
+
+RAILS = [{"interface": "enp1s0f1np1", "address": "192.168.100.10/24"},
+         {"interface": "enP2p1s0f1np1", "address": "192.168.101.10/24"}]
+IP = [
+    {"ifname": "enp1s0f1np1", "operstate": "UP", "mtu": 9000, "flags": ["UP", "LOWER_UP"],
+     "addr_info": [{"family": "inet", "local": "192.168.100.10", "prefixlen": 24},
+                   {"family": "inet6", "local": "fe80::1", "prefixlen": 64}]},
+    {"ifname": "enP2p1s0f1np1", "operstate": "DOWN", "mtu": 1500, "flags": ["UP"], "addr_info": []},
+]
+
+
+def test_rails_state():
+    rails = st.rails_state(IP, RAILS + [{"interface": "gone0", "address": "10.0.0.1/24"}])
+    assert rails[0] == {"interface": "enp1s0f1np1", "expected": "192.168.100.10/24",
+                        "addresses": ["192.168.100.10/24"], "mtu": 9000, "state": "UP", "ok": True}
+    assert not rails[1]["ok"] and rails[1]["state"] == "DOWN"
+    assert rails[2]["state"] == "missing"
+
+
+def test_gid_in_force():
+    assert st.gid_in_force("NCCL_IB_HCA=rocep1s0f1\nNCCL_IB_GID_INDEX=3\n") == "3"
+    assert st.gid_in_force("NCCL_IB_DISABLE=1\n").startswith("none")
+    assert st.gid_in_force("NCCL_IB_HCA=a,b\n").startswith("per device")
+    assert st.gid_in_force(None) == "no env file"
+
+
+def test_starts_last_hour():
+    journal = ("Starting spark-runtime.service...\nStarted spark-runtime.service - Spark.\n"
+               "spark-runtime.service: Scheduled restart job, restart counter is at 1.\n"
+               "Started spark-runtime.service - Spark.\n")
+    assert st.starts_last_hour(journal) == 2
+
+
+def node(host, role, unit_state="active/running", rails=None, api=None):
+    n = {"host": host, "role": role, "unit": "spark-runtime.service", "unit_state": unit_state,
+         "rails": rails if rails is not None else st.rails_state(IP[:1], RAILS[:1]), "gid_index": "3",
+         "image_id": "sha256:" + "a" * 64, "starts_last_hour": 1, "memory": {"total_gib": 119.7, "available_gib": 20.1},
+         "watchdog": "ok: probe token after 0.10 s"}
+    if api is not None:
+        n["api"] = api
+    return n
+
+
+def test_report_serving_and_markdown():
+    bench = {"generated_at": "2026-11-29T10:00:00Z", "modes": {"on": {"decode_tok_s": 35.44}, "off": {"decode_tok_s": 35.0}}}
+    report = st.build_report([node("h", "head", api={"health": 200, "models": ["m"]}), node("w", "worker")], bench,
+                             {"verdict": "pass", "generated_at": "2026-11-29T09:00:00Z"},
+                             datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.timezone.utc))
+    assert report["verdict"] == "serving" and report["problems"] == []
+    assert report["bench"] == "thinking ON 35.4 tok/s, thinking OFF 35.0 tok/s (2026-11-29T10:00:00Z)"
+    md = st.render_markdown(report)
+    assert "| h | head | enp1s0f1np1 UP 192.168.100.10/24 mtu 9000 | 3 |" in md
+    assert "- head `/v1/models`: m" in md and "- last link report: pass" in md
+
+
+def test_report_degraded_names_the_problems():
+    report = st.build_report([node("h", "head", unit_state="failed/failed", api={"health": 0}),
+                              node("w", "worker", rails=st.rails_state(IP[1:], RAILS[1:]))])
+    assert report["verdict"] == "degraded"
+    assert any("h: spark-runtime.service is failed/failed" in p for p in report["problems"])
+    assert any("w: rail enP2p1s0f1np1 DOWN" in p for p in report["problems"])
+    assert any("/health answered nothing" in p for p in report["problems"])
+    assert report["bench"] == "none"
