@@ -1,9 +1,11 @@
 """A wrong inventory fails in preflight, with a message naming the problem, and no
-host is changed. Runs against the live lab after converge: each node's netplan file
-and addresses must be exactly as before."""
+host is changed. Runs against the live lab after converge: each node's netplan file,
+addresses, /etc/hosts, /etc/spark-cluster (contents and modes), nft ruleset and
+spark units must be exactly as before, and the recap must say changed=0 everywhere."""
 
 import copy
 import os
+import re
 import pathlib
 import shutil
 import subprocess
@@ -69,6 +71,19 @@ def mtu_out_of_range(inv):
     return inv
 
 
+def serving_env_repins_gloo(inv):
+    """Compose's environment: wins over the env file: a pinned key there is refused."""
+    heads, _ = hosts_of(inv)
+    heads["spark-head"]["serving_environment"] = {"GLOO_SOCKET_IFNAME": "eth0"}
+    return inv
+
+
+def serving_env_carries_a_token(inv):
+    heads, _ = hosts_of(inv)
+    heads["spark-head"]["serving_environment"] = {"HF_TOKEN": "hf_not_a_real_token"}
+    return inv
+
+
 def missing_head(inv):
     heads, _ = hosts_of(inv)
     heads.clear()
@@ -84,12 +99,28 @@ CASES = [
     (rail_on_management, "overlapping the management network 198.19.0.0/24"),
     (mtu_out_of_range, "spark-worker: spark_mtu is 9600; expected an integer from 1280 to 9216"),
     (missing_head, "groups.spark_head is 0 host(s) []; expected exactly one head"),
+    (serving_env_repins_gloo, "spark-head: serving_environment.GLOO_SOCKET_IFNAME is set; expected not set here. "
+                              "setting GLOO_SOCKET_IFNAME would override a pinned key"),
+    (serving_env_carries_a_token, "spark-head: serving_environment.HF_TOKEN is set; expected not set here. "
+                                  "setting HF_TOKEN looks like a secret"),
 ]
+
+# What preflight must leave as it found it on each node (after converge).
+STATE_SCRIPT = r"""
+sha256sum /etc/netplan/40-cx7.yaml /etc/hosts 2>&1
+find /etc/spark-cluster -exec stat -c '%n %a %U:%G %s' {} + 2>&1 | sort
+find /etc/spark-cluster -type f -exec sha256sum {} + 2>&1 | sort
+nft list ruleset 2>&1 | sha256sum
+systemctl list-unit-files --no-legend 'spark*' 2>&1 | sort
+systemctl list-units --all --no-legend --plain 'spark*' 2>&1 | awk '{print $1, $2, $3, $4}' | sort
+ip -4 -o addr show | awk '{print $2, $4}' | sort
+"""
+RECAP_RE = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.M)
 
 
 def node_state(container):
-    script = "sha256sum /etc/netplan/40-cx7.yaml 2>&1; ip -4 -o addr show | awk '{print $2, $4}' | sort"
-    out = subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True, check=True)
+    out = subprocess.run(["docker", "exec", container, "sh", "-c", STATE_SCRIPT],
+                         capture_output=True, text=True, check=True)
     return out.stdout
 
 
@@ -110,5 +141,10 @@ def test_bad_inventory_fails_in_preflight_and_changes_nothing(tmp_path, mutate, 
     assert run.returncode != 0, output
     assert message in " ".join(output.split()), output[-3000:]
     assert "PLAY [QSFP link" not in output, "a play after preflight ran"
+    recap = output[output.rindex("PLAY RECAP"):]
+    changed = dict(RECAP_RE.findall(recap))
+    assert changed and set(changed.values()) == {"0"}, recap
     after = {c: node_state(c) for c in ("spark-head", "spark-worker")}
-    assert after == before
+    for container in before:
+        assert "/etc/spark-cluster/runtime.env" in before[container]  # converged before
+        assert after[container] == before[container], container

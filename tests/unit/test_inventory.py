@@ -219,3 +219,12 @@ def test_management_25_inside_a_rail_24():
 @pytest.mark.parametrize("mtu", [1280, 9000, 9216, "9216"])
 def test_mtu_in_the_documented_range_is_accepted(mtu):
     assert run(mtu=mtu) == []
+
+
+def test_one_twin_named_for_both_rails():
+    """Both rails on enp1s0f1np1 (a copy-paste in host_vars): the second twin is unused."""
+    nodes = copy.deepcopy(GOOD)
+    nodes["spark-2"]["rails"][1]["interface"] = "enp1s0f1np1"
+    (problem,) = run(nodes)
+    assert problem["message"] == ("spark-2: spark_rails[*].interface is ['enp1s0f1np1'] used by more "
+                                  "than one rail; expected one interface per rail")
