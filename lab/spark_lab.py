@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The Spark lab: two (or more) simulated DGX Sparks as systemd containers.
 
-    spark_lab.py image                     build the node image if needed, print its tag
-    spark_lab.py up [--inventory DIR] [--recreate]
+    spark_lab.py image [--flavour F]       build the node image if needed, print its tag
+    spark_lab.py up [--inventory DIR] [--recreate] [--flavour F]
     spark_lab.py replug                    re-create missing rail cables (after a restart)
     spark_lab.py restart NODE              reboot one node (docker restart), then replug
     spark_lab.py status
@@ -14,6 +14,11 @@ The docker network ``spark-lab-mgmt`` (198.19.0.0/24) plays the Wi-Fi and carrie
 default route. Rail i ("QSFP cable" i) is one veth pair when there are exactly two
 nodes, or a bridge per rail inside the network namespace ``spark-lab-sw`` (a switch)
 when there are more. Rails carry no IP addresses: the Ansible roles assign them.
+
+Flavours (--flavour, or SPARK_LAB_FLAVOUR): ``networkmanager`` (default) behaves like
+DGX OS as shipped: NetworkManager renders netplan (01-network-manager-all.yaml), manages
+eth0 and auto-connects the CX-7-named ports with its default wired profiles;
+``networkd`` is a server-style node where systemd-networkd renders netplan.
 
 Env: SPARK_LAB_IMAGE=<image> uses that image and skips the build.
 Python 3.11+, stdlib only. Needs root (veth, nsenter) and docker.
@@ -46,6 +51,8 @@ DEFAULT_MTU = 9000
 IFNAMSIZ = 15
 VETH_RE = re.compile(r"^sl[0-9a-f]{10}$")  # host-side temporary veth names
 BOOT_TIMEOUT = 180
+FLAVOURS = ("networkmanager", "networkd")
+DEFAULT_FLAVOUR = "networkmanager"
 
 # exactly the capability set of shared/lab-facts.md (--privileged fails on this kind of host)
 RUN_FLAGS = [
@@ -259,18 +266,30 @@ def image_exists(ref: str) -> bool:
     return ok(["docker", "image", "inspect", ref])
 
 
-def ensure_image() -> str:
+def flavour_from_env(value: str | None = None) -> str:
+    flavour = value or os.environ.get("SPARK_LAB_FLAVOUR") or DEFAULT_FLAVOUR
+    if flavour not in FLAVOURS:
+        raise LabError(f"flavour {flavour!r}: expected one of {', '.join(FLAVOURS)}")
+    return flavour
+
+
+def image_ref(tag: str, flavour: str) -> str:
+    """build.sh makes both flavours: <repo>:<tag> (networkmanager), <repo>:<tag>-networkd."""
+    return f"{IMAGE_REPO}:{tag}" + ("" if flavour == DEFAULT_FLAVOUR else f"-{flavour}")
+
+
+def ensure_image(flavour: str = DEFAULT_FLAVOUR) -> str:
     env = os.environ.get("SPARK_LAB_IMAGE")
     if env:
         say(f"image: SPARK_LAB_IMAGE={env} (no build)")
         return env
-    ref = f"{IMAGE_REPO}:{recipe_tag()}"
+    ref = image_ref(recipe_tag(), flavour)
     if image_exists(ref):
         say(f"image: {ref} exists (recipe unchanged), no build")
         return ref
     say(f"image: building {ref} (debootstrap trixie; takes a few minutes)")
     t0 = time.monotonic()
-    run(["bash", str(IMAGE_DIR / "build.sh"), ref], capture=False)
+    run(["bash", str(IMAGE_DIR / "build.sh"), image_ref(recipe_tag(), DEFAULT_FLAVOUR)], capture=False)
     size = docker("image", "inspect", "-f", "{{.Size}}", ref).stdout.strip()
     say(f"image: built {ref} in {time.monotonic() - t0:.0f} s, {int(size) / 1e6:.0f} MB")
     return ref
@@ -402,28 +421,32 @@ def ensure_switch(topo: Topology) -> bool:
     return changed
 
 
-def _place_end(end: End, pid: int | None, mtu: int) -> None:
+def end_spec(end: End, pids: dict[str, int]) -> list[str]:
+    """`ip link add` arguments that create an end in its namespace under its final name
+    (a node's NetworkManager then sees the CX-7 name from the start: it binds its default
+    wired profile to the first name it sees)."""
+    ns = SWITCH_NS if end.container is None else str(pids[end.container])
+    return [end.ifname, "netns", ns]
+
+
+def _bring_up(end: End, pids: dict[str, int]) -> None:
     if end.container is None:
-        run(["ip", "link", "set", end.tmpname, "netns", SWITCH_NS])
-        in_switch("link", "set", end.tmpname, "master", end.bridge or "", "mtu", str(mtu), "up")
+        in_switch("link", "set", end.ifname, "master", end.bridge or "", "up")
     else:
-        assert pid is not None
-        run(["ip", "link", "set", end.tmpname, "netns", str(pid)])
-        in_netns(pid, "ip", "link", "set", end.tmpname, "name", end.ifname, "mtu", str(mtu), "up")
+        in_netns(pids[end.container], "ip", "link", "set", end.ifname, "up")
 
 
 def plug(link: Link, pids: dict[str, int], mtu: int) -> None:
-    for e in (link.a, link.b):   # leftovers of an interrupted plug
+    for e in (link.a, link.b):   # leftovers of an older, interrupted plug
         if ok(["ip", "link", "show", e.tmpname]):
             run(["ip", "link", "del", e.tmpname])
-    run(["ip", "link", "add", link.a.tmpname, "mtu", str(mtu), "type", "veth",
-         "peer", "name", link.b.tmpname, "mtu", str(mtu)])
+    run(["ip", "link", "add", *end_spec(link.a, pids), "mtu", str(mtu), "type", "veth",
+         "peer", "name", *end_spec(link.b, pids), "mtu", str(mtu)])
     try:
         for e in (link.a, link.b):
-            _place_end(e, pids.get(e.container) if e.container else None, mtu)
+            _bring_up(e, pids)
     except LabError:
-        for e in (link.a, link.b):
-            run(["ip", "link", "del", e.tmpname], check=False)
+        remove_end(link.a, pids)
         raise
 
 
@@ -470,7 +493,7 @@ def replug(topo: Topology) -> int:
 # --------------------------------------------------------------------------- commands
 
 def cmd_image(args) -> int:
-    print(ensure_image())
+    print(ensure_image(flavour_from_env(args.flavour)))
     return 0
 
 
@@ -479,7 +502,9 @@ def cmd_up(args) -> int:
     topo = plan_topology(load_inventory(args.inventory))
     say(f"inventory: {len(topo.nodes)} nodes, {len(topo.nodes[0].rails)} rails, "
         f"{'switched' if topo.switched else 'direct cables'}")
-    image = ensure_image()
+    flavour = flavour_from_env(args.flavour)
+    say(f"flavour: {flavour}")
+    image = ensure_image(flavour)
     changed = ensure_network()
     for node in topo.nodes:
         changed |= ensure_node(node, image, args.recreate)
@@ -592,8 +617,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)   # --inventory after the subcommand too
     common.add_argument("--inventory", "-i", default=argparse.SUPPRESS)
-    sub.add_parser("image", help="build the node image if needed, print its tag")
-    up = sub.add_parser("up", parents=[common], help="start the lab (idempotent)")
+    flav = argparse.ArgumentParser(add_help=False)
+    flav.add_argument("--flavour", choices=FLAVOURS, default=None,
+                      help=f"node flavour (default: $SPARK_LAB_FLAVOUR or {DEFAULT_FLAVOUR})")
+    sub.add_parser("image", parents=[flav], help="build the node image if needed, print its tag")
+    up = sub.add_parser("up", parents=[common, flav], help="start the lab (idempotent)")
     up.add_argument("--recreate", action="store_true",
                     help="replace node containers that run another image")
     sub.add_parser("replug", parents=[common], help="re-create missing rail cables")

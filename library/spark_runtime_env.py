@@ -59,6 +59,11 @@ options:
     type: list
     elements: str
     default: []
+  mtu:
+    description:
+      - MTU of the rails, saved so the pre-start check verifies the rails' MTU and
+        addresses at every start (a firmware update is known to reset the MTU to 1500).
+    type: int
   sysfs_root:
     description: Root of the sysfs tree (another path for tests).
     type: path
@@ -209,6 +214,7 @@ def main():
                 ),
             ),
             peers=dict(type="list", elements="str", default=[]),
+            mtu=dict(type="int"),
             sysfs_root=dict(type="path", default="/sys"),
             mode=dict(type="raw", default="0600"),
             owner=dict(type="str", default="root"),
@@ -235,6 +241,7 @@ def main():
             sysfs_root=p["sysfs_root"],
             params_path=p["params_path"],
             mode=p["mode"],
+            mtu=p["mtu"],
         )
         env = build_env(p["node"], gid)
         text = render(env, params)

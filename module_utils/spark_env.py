@@ -213,10 +213,12 @@ def render(env, params=None):
     return render_envfile(env, header=header(params))
 
 
-def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None, mode="0600"):
+def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None, mode="0600",
+                mtu=None):
     """The inputs saved on the node (runtime-env.json), so that the pre-start check
-    re-renders the env file from the same data with the same code."""
-    return {
+    re-renders the env file from the same data with the same code (and, with ``mtu``,
+    checks the rails' MTU and addresses at every start)."""
+    params = {
         "generated_by": f"{GENERATOR} (make_params)",
         "path": str(path),
         "params_path": str(params_path) if params_path else None,
@@ -226,6 +228,9 @@ def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None
         "rails": [{"interface": str(r["interface"]), "address": str(r["address"])} for r in rails],
         "peers": [str(p) for p in peers],
     }
+    if mtu is not None:
+        params["mtu"] = int(mtu)
+    return params
 
 
 def rail_interfaces(rails):

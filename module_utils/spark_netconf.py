@@ -353,8 +353,8 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
         if a not in configured:
             add(a, f"on {ifname} now", dhcp=dhcp_active)
     conflicts = [f for f in foreign if f["kind"] == "static" and f["other_subnet"]]
-    if nm_device and nm_device["state"] not in ("unmanaged", "unavailable") or (
-            nm_device and nm_device["connection"]):
+    nm_state = (nm_device or {}).get("state") or ""
+    if nm_device and "externally" not in nm_state and nm_state not in ("unmanaged", "unavailable"):
         managed_by = "NetworkManager"
     elif netplan_defs:
         managed_by = netplan_defs[-1]["effective_renderer"]
@@ -371,7 +371,9 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
                      "addresses": d["addresses"], "dhcp4": d["dhcp4"], "own": d["own"]}
                     for d in netplan_defs],
         "nm_profiles": [{"name": p["name"], "uuid": p["uuid"], "autoconnect": p["autoconnect"],
-                         "active": p["device"] == ifname, "method": p["ipv4_method"],
+                         "active": p["device"] == ifname,
+                         "bound": p["interface_name"] == ifname
+                         or bool(p["mac"] and rail.get("mac") and p["mac"] == rail["mac"].lower()), "method": p["ipv4_method"],
                          "addresses": p["ipv4_addresses"], "netplan": p["netplan"],
                          "filename": p["filename"]}
                         for p in profiles],
@@ -417,7 +419,9 @@ def takeover_plan(view, reports):
     profiles = {}
     for rep in reports:
         for p in rep["nm_profiles"]:
-            if not p["netplan"] and p["autoconnect"]:
+            # only profiles bound to the rail or up on it now: an unbound profile may be
+            # what brings the management interface up after a reboot
+            if not p["netplan"] and p["autoconnect"] and (p["bound"] or p["active"]):
                 profiles[p["uuid"]] = {"uuid": p["uuid"], "name": p["name"],
                                        "filename": p["filename"], "interface": rep["interface"]}
     return {"files": files, "nm_profiles": list(profiles.values())}
@@ -443,6 +447,7 @@ def apply_commands(renderer, interfaces, nm_running, restore=False):
     for ifname in interfaces:
         if restore:
             cmds.append({"argv": ["nmcli", "device", "set", ifname, "managed", "yes"], "may_fail": True})
+            cmds.append({"argv": ["nmcli", "device", "disconnect", ifname], "may_fail": True})
             cmds.append({"argv": ["nmcli", "device", "connect", ifname], "may_fail": True})
         else:
             cmds.append({"argv": ["nmcli", "connection", "up", NETPLAN_NM_PREFIX + ifname,
@@ -538,3 +543,120 @@ def restore_commands(view, interfaces, nm_running):
             if cmd not in cmds:
                 cmds.append(cmd)
     return cmds
+
+
+# --------------------------------------------------------------------------- journal
+# A takeover keeps the originals of everything it moves, strips or disables in one
+# directory <journal_root>/<UTC timestamp>/ (files/<original path>, manifest.json), so a
+# restore puts them back. A restored journal is renamed <stamp>.restored.
+
+MANIFEST = "manifest.json"
+RESTORED_SUFFIX = ".restored"
+
+
+def _real(root, path):
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _write_private(path, text, mode=0o600):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def journal_takeover(plan, rail_names, journal_root, stamp, root="/", dump=None, load=None):
+    """Journal the originals, then move or strip the netplan files of ``plan``.
+
+    Returns the journal directory (as seen under ``root``) and its manifest. The
+    NetworkManager profiles of the plan are recorded; the caller turns their
+    autoconnect off. dump/load: YAML functions (yaml.safe_dump / safe_load)."""
+    import json
+    import shutil
+
+    base = _real(root, journal_root)
+    directory = os.path.join(base, stamp)
+    n = 0
+    while os.path.exists(directory) or os.path.exists(directory + RESTORED_SUFFIX):
+        n += 1
+        directory = os.path.join(base, f"{stamp}-{n}")
+    os.makedirs(os.path.join(directory, "files"), mode=0o700)
+    os.chmod(base, 0o700)
+    manifest = {"created": stamp, "files": [], "nm_profiles": plan["nm_profiles"]}
+    for f in plan["files"]:
+        real = _real(root, f["path"])
+        st = os.stat(real)
+        stored = os.path.join("files", f["path"].lstrip("/"))
+        os.makedirs(os.path.dirname(os.path.join(directory, stored)), mode=0o700, exist_ok=True)
+        shutil.copy2(real, os.path.join(directory, stored))
+        manifest["files"].append({"path": f["path"], "action": f["action"], "stored": stored,
+                                  "mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid})
+    _write_private(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=2) + "\n")
+    for f in plan["files"]:
+        real = _real(root, f["path"])
+        if f["action"] == "move":
+            os.unlink(real)
+        else:
+            with open(real, encoding="utf-8") as handle:
+                doc = load(handle.read()) or {}
+            kept = dump(strip_rails(doc, rail_names), default_flow_style=False, sort_keys=False)
+            header = (f"# Rails {', '.join(f['rail_ids'])} taken out by the qsfp_link role; "
+                      f"original in {directory}\n")
+            _write_private(real, header + kept, os.stat(real).st_mode & 0o7777)
+    return directory, manifest
+
+
+def journal_restore(directory, root="/"):
+    """Put a journal's files back (modes and owners as they were); returns the manifest.
+    The caller turns the recorded profiles' autoconnect back on."""
+    import json
+    import shutil
+
+    with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    for f in manifest["files"]:
+        real = _real(root, f["path"])
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        shutil.copy2(os.path.join(directory, f["stored"]), real)
+        os.chmod(real, f["mode"])
+        if os.geteuid() == 0:
+            os.chown(real, f["uid"], f["gid"])
+    os.rename(directory, directory + RESTORED_SUFFIX)
+    return manifest
+
+
+def active_journals(journal_root, root="/"):
+    """Journal directories not yet restored, newest first."""
+    base = _real(root, journal_root)
+    if not os.path.isdir(base):
+        return []
+    dirs = [os.path.join(base, d) for d in os.listdir(base)
+            if not d.endswith(RESTORED_SUFFIX) and os.path.isfile(os.path.join(base, d, MANIFEST))]
+    return sorted(dirs, reverse=True)
+
+
+# --------------------------------------------------------------------------- start-up drift
+
+def rail_drift(rails, mtu, net):
+    """Problems of the rails at service start: MTU other than ``mtu`` (a firmware update
+    is known to reset the ports to 1500) or the rail's address missing. Each line says
+    what to run. net: a NetlinkReader-like object (links, addresses)."""
+    links = {link["name"]: link for link in net.links()}
+    problems = []
+    for rail in rails:
+        name, want = rail["interface"], str(rail["address"])
+        fix = (f"re-apply the rail: `sudo nmcli connection up {NETPLAN_NM_PREFIX}{name}` "
+               f"(NetworkManager) or `sudo networkctl reconfigure {name}` (networkd), or from the "
+               "controller `ansible-playbook -i <inventory> site.yml --tags qsfp_link`")
+        link = links.get(name)
+        if link is None:
+            problems.append(f"{name}: no such interface (spark_rails); check the cable and `ip -br link`")
+            continue
+        if mtu and link.get("mtu") != int(mtu):
+            problems.append(f"{name}: MTU {link.get('mtu')}, expected {mtu} (a firmware update is "
+                            f"known to reset the ports to 1500; both ends must match); {fix}")
+        have = [f"{a['address']}/{a['prefixlen']}" for a in net.addresses(name) if a["family"] == 4]
+        wanted = want if "/" in want else None
+        if (wanted and wanted not in have) or (not wanted and want not in [h.split("/")[0] for h in have]):
+            problems.append(f"{name}: address {want} missing (found {', '.join(have) or 'none'}); {fix}")
+    return problems

@@ -16,6 +16,8 @@ files the playbook used (installed to /usr/local/lib/spark-cluster/)::
    MemAvailable against utilization x total + ``--memory-margin-gib``, the page cache
    dropped when the weights under ``--weights-dir`` were written since the last start
    (``--memory-stamp``), the start refused with the numbers when it does not fit.
+5. (params with ``mtu``) checks every rail's MTU and address (spark_netconf.rail_drift):
+   a firmware update is known to reset the ports' MTU to 1500; says what to run.
 
 Exit 0 when all is well (one summary line on stdout), 1 on any problem (one line per
 problem on stderr), so systemd does not start a service that would hang or silently
@@ -35,6 +37,7 @@ try:
     from ansible.module_utils.spark_env import build_env, check_rail0, render
     from ansible.module_utils.spark_envfile import parse
     from ansible.module_utils.spark_memory import guard as memory_guard
+    from ansible.module_utils.spark_netconf import rail_drift
     from ansible.module_utils.spark_netlink import NetlinkReader
     from ansible.module_utils.spark_pinning import check_pinning, format_problems
     from ansible.module_utils.spark_roce import GidError, resolve
@@ -42,6 +45,7 @@ except ImportError:  # standalone: node-side pre-start check
     from spark_env import build_env, check_rail0, render
     from spark_envfile import parse
     from spark_memory import guard as memory_guard
+    from spark_netconf import rail_drift
     from spark_netlink import NetlinkReader
     from spark_pinning import check_pinning, format_problems
     from spark_roce import GidError, resolve
@@ -235,6 +239,13 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
             return fail("\n".join(lines))
         for line in lines:
             print(f"{PROG}: {line}", file=out)
+    if params.get("mtu"):
+        try:
+            drift = rail_drift(rails, params["mtu"], net if net is not None else NetlinkReader())
+        except (ImportError, OSError) as exc:
+            return fail(f"cannot read the rails (netlink): {exc!r}")
+        if drift:
+            return fail("\n".join(drift))
     print(summary(node, gid), file=out)
     return 0
 

@@ -7,7 +7,8 @@
 #    (stripped, tarred: it is shipped inside the node as /opt/spark-lab/base-rootfs.tar,
 #    so a node can `docker import` a base image without a registry)
 # 2. a copy of it + the packages of packages.txt + overlay/ + container tweaks
-# 3. tar | docker import (CMD systemd, ENV container=docker)
+# 3. tar | docker import (CMD systemd, ENV container=docker), twice: IMAGE_REF is the
+#    NetworkManager flavour (like DGX OS), IMAGE_REF-networkd the systemd-networkd one
 #
 # Usually called by `lab/spark_lab.py image`, which names the image after a hash of
 # this directory (so it is rebuilt only when the recipe changes).
@@ -112,7 +113,14 @@ log "  $(grep -c '^Setting up' "$WORK/apt.log") packages set up in $((SECONDS - 
 log "phase 3/4: configure the rootfs for systemd in a container"
 # overlay files owned by root whoever checked the repo out; existing dirs keep their modes
 tar -C "$HERE/overlay" --owner=0 --group=0 -cf - . | tar -C "$ROOT" --no-overwrite-dir -xf -
-chroot "$ROOT" systemctl enable systemd-networkd.service >/dev/null 2>&1
+# Flavour "networkmanager" (the default, like DGX OS): NetworkManager renders netplan
+# (01-network-manager-all.yaml) and manages eth0 (the management link) through the
+# profile spark-lab-mgmt-profile writes at boot; systemd-networkd is off.
+chmod 0600 "$ROOT"/etc/netplan/*.yaml
+chroot "$ROOT" systemctl disable systemd-networkd.service systemd-networkd-wait-online.service \
+    systemd-networkd.socket >/dev/null 2>&1 || true
+chroot "$ROOT" systemctl enable NetworkManager.service NetworkManager-wait-online.service \
+    spark-lab-mgmt-profile.service >/dev/null 2>&1
 # Units that fail or only waste time in a container. udevadm stays (netplan calls it).
 for u in getty@.service serial-getty@.service console-getty.service getty.target \
          systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
@@ -138,11 +146,26 @@ rm -f "$ROOT/etc/hostname"
 install -D -m 0644 "$WORK/base-rootfs.tar" "$ROOT/opt/spark-lab/base-rootfs.tar"
 log "  rootfs $(du -sh "$ROOT" | cut -f1)"
 
-log "phase 4/4: docker import $IMAGE"
+import_rootfs() {   # import_rootfs REF FLAVOUR
+    tar --numeric-owner -C "$ROOT" -c . | docker import \
+        --change 'CMD ["/lib/systemd/systemd"]' \
+        --change 'ENV container=docker' \
+        --change "LABEL spark-lab.recipe=${IMAGE##*:}" \
+        --change "LABEL spark-lab.flavour=$2" \
+        - "$1" >/dev/null
+}
+log "phase 4/4: docker import $IMAGE (networkmanager flavour) and $IMAGE-networkd"
 t0=$SECONDS
-tar --numeric-owner -C "$ROOT" -c . | docker import \
-    --change 'CMD ["/lib/systemd/systemd"]' \
-    --change 'ENV container=docker' \
-    --change "LABEL spark-lab.recipe=${IMAGE##*:}" \
-    - "$IMAGE" >/dev/null
-log "  imported in $((SECONDS - t0)) s: $IMAGE"
+import_rootfs "$IMAGE" networkmanager
+# Flavour "networkd": today's server-style nodes. NetworkManager stays installed but
+# masked, no global renderer, systemd-networkd renders netplan and keeps eth0
+# (overlay/etc/systemd/network/90-spark-lab-mgmt.network).
+rm -f "$ROOT/etc/netplan/01-network-manager-all.yaml"
+chroot "$ROOT" systemctl disable NetworkManager.service NetworkManager-wait-online.service \
+    spark-lab-mgmt-profile.service >/dev/null 2>&1 || true
+for u in NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service; do
+    ln -sfn /dev/null "$ROOT/etc/systemd/system/$u"
+done
+chroot "$ROOT" systemctl enable systemd-networkd.service >/dev/null 2>&1
+import_rootfs "$IMAGE-networkd" networkd
+log "  imported in $((SECONDS - t0)) s: $IMAGE, $IMAGE-networkd"

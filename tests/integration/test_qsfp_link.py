@@ -2,7 +2,8 @@
 
 import ipaddress
 
-from conftest import ip_json
+import yaml
+from conftest import ip_json, lab_flavour
 
 
 def peers_of(host, hostvars, index):
@@ -66,7 +67,20 @@ def test_peers_answer_full_mtu_by_name(host, hostvars, rails):
             assert cmd.rc == 0, cmd.stdout + cmd.stderr
 
 
-def test_networkd_enabled_for_reboots(host):
-    svc = host.service("systemd-networkd")
+def test_netplan_file_sets_the_renderer_per_rail_never_globally(host, rails):
+    doc = yaml.safe_load(host.file("/etc/netplan/40-cx7.yaml").content_string)
+    assert "renderer" not in doc["network"]
+    want = "NetworkManager" if lab_flavour(host.backend.host) == "networkmanager" else "networkd"
+    for rail in rails:
+        assert doc["network"]["ethernets"][rail["interface"]]["renderer"] == want
+
+
+def test_renderer_service_enabled_for_reboots(host):
+    flavour = lab_flavour(host.backend.host)
+    svc = host.service("NetworkManager" if flavour == "networkmanager" else "systemd-networkd")
     assert svc.is_running
     assert svc.is_enabled
+    if flavour == "networkmanager":
+        # DGX OS as shipped: the global renderer stays NetworkManager's
+        nm_all = host.file("/etc/netplan/01-network-manager-all.yaml")
+        assert "renderer: NetworkManager" in nm_all.content_string

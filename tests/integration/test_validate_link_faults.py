@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import reapply_rail
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,8 @@ def validate(report_dir):
 
 
 def restore_rail1():
-    sh("spark-worker", "ip link set dev enP2p1s0f1np1 mtu 9000 && networkctl reconfigure enP2p1s0f1np1")
+    sh("spark-worker", "ip link set dev enP2p1s0f1np1 mtu 9000")
+    reapply_rail("spark-worker", "enP2p1s0f1np1")
     sh("spark-worker", "for i in $(seq 1 20); do ip -4 -o addr show dev enP2p1s0f1np1 | grep -q 198.18.101.11/24 && exit 0; sleep 0.5; done; exit 1")
 
 

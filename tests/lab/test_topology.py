@@ -164,3 +164,24 @@ def test_repo_inventory_plans_two_direct_rails():
     assert exe and [n.name for n in nodes] == ["spark-head", "spark-worker"]
     assert [n.mgmt_address for n in nodes] == ["198.19.0.10", "198.19.0.11"]
     assert [l.a.ifname for l in topo.links] == ["enp1s0f1np1", "enP2p1s0f1np1"]
+
+
+def test_flavours_and_their_image_refs(monkeypatch):
+    monkeypatch.delenv("SPARK_LAB_FLAVOUR", raising=False)
+    assert lab.flavour_from_env() == "networkmanager"
+    monkeypatch.setenv("SPARK_LAB_FLAVOUR", "networkd")
+    assert lab.flavour_from_env() == "networkd"
+    assert lab.flavour_from_env("networkmanager") == "networkmanager"
+    with pytest.raises(lab.LabError):
+        lab.flavour_from_env("ifupdown")
+    assert lab.image_ref("abc", "networkmanager") == "spark-lab-node:abc"
+    assert lab.image_ref("abc", "networkd") == "spark-lab-node:abc-networkd"
+
+
+def test_cable_ends_are_created_in_their_namespace_under_their_final_name():
+    nodes = [lab.Node("a", "ca", "198.19.0.10", ("enp1s0f1np1",)),
+             lab.Node("b", "cb", "198.19.0.11", ("enp1s0f1np1",))]
+    (link,) = lab.plan_topology(nodes).links
+    pids = {"ca": 11, "cb": 22}
+    assert lab.end_spec(link.a, pids) == ["enp1s0f1np1", "netns", "11"]
+    assert lab.end_spec(link.b, pids) == ["enp1s0f1np1", "netns", "22"]

@@ -261,3 +261,42 @@ def test_summary_lines_name_everything():
     assert "/etc/netplan/40-cx7.yaml: defines enp1s0f1np1, enP2p1s0f1np1 -> move" in text
     assert "'Wired connection 1' (autoconnect, active)" in text
     assert "169.254.33.7/16 link-local" in text
+
+
+def test_journal_takeover_and_restore_round_trip(tmp_path):
+    netplan = tmp_path / "etc" / "netplan"
+    netplan.mkdir(parents=True)
+    (netplan / "40-cx7.yaml").write_text(NVIDIA_40)
+    (netplan / "40-cx7.yaml").chmod(0o600)
+    (netplan / "50-mixed.yaml").write_text(MIXED)
+    (netplan / "50-mixed.yaml").chmod(0o644)
+    plan = {"files": [{"path": OWN, "action": "move", "rail_ids": ["enp1s0f1np1", "enP2p1s0f1np1"]},
+                      {"path": "/etc/netplan/50-mixed.yaml", "action": "strip", "rail_ids": ["enp1s0f1np1"]}],
+            "nm_profiles": [{"uuid": "u1", "name": "Wired connection 1", "filename": None,
+                             "interface": "enp1s0f1np1"}]}
+    rails = ["enp1s0f1np1", "enP2p1s0f1np1"]
+    journal = "/var/lib/spark-cluster/qsfp-journal"
+    directory, manifest = nc.journal_takeover(plan, rails, journal, "20261129T230000Z", root=str(tmp_path),
+                                              dump=yaml.safe_dump, load=yaml.safe_load)
+    assert directory.endswith("qsfp-journal/20261129T230000Z")
+    assert not (netplan / "40-cx7.yaml").exists()
+    stripped = yaml.safe_load((netplan / "50-mixed.yaml").read_text())
+    assert stripped["network"]["ethernets"] == {"enP7s7": {"dhcp4": True}}
+    assert oct((netplan / "50-mixed.yaml").stat().st_mode & 0o777) == "0o644"
+    assert manifest["nm_profiles"][0]["uuid"] == "u1"
+    # a second takeover in the same second gets its own directory
+    (netplan / "60-x.yaml").write_text(NVIDIA_40)
+    second, _ = nc.journal_takeover({"files": [{"path": "/etc/netplan/60-x.yaml", "action": "move",
+                                                "rail_ids": rails}], "nm_profiles": []},
+                                    rails, journal, "20261129T230000Z", root=str(tmp_path),
+                                    dump=yaml.safe_dump, load=yaml.safe_load)
+    assert second.endswith("20261129T230000Z-1")
+    assert nc.active_journals(journal, str(tmp_path)) == [second, directory]
+    for d in nc.active_journals(journal, str(tmp_path)):
+        nc.journal_restore(d, str(tmp_path))
+    assert (netplan / "40-cx7.yaml").read_text() == NVIDIA_40
+    assert (netplan / "40-cx7.yaml").stat().st_mode & 0o777 == 0o600
+    assert (netplan / "50-mixed.yaml").read_text() == MIXED
+    assert (netplan / "60-x.yaml").read_text() == NVIDIA_40
+    assert nc.active_journals(journal, str(tmp_path)) == []
+    assert pathlib.Path(directory + ".restored", "manifest.json").exists()

@@ -226,3 +226,25 @@ def test_runs_standalone_from_the_installed_files(provisioned, tmp_path):
     assert run.returncode == 1
     assert "spark-prestart: " in run.stderr
     assert RAIL0 in run.stderr
+
+
+def test_rail_mtu_and_address_drift_stop_the_start_and_say_what_to_run(tmp_path):
+    sysfs = SparkSysfs(tmp_path / "sys", addresses=ADDRESSES).build()
+    node = Node(tmp_path, sysfs)
+    params = make_params(node.env_path, NODE, RAILS, peers=PEERS, sysfs_root=sysfs.root,
+                         params_path=node.params_path, mtu=9000)
+    node.params_path.write_text(params_text(params))
+    code, out, err = node.run()
+    assert (code, err) == (0, ""), err
+    # a firmware update reset one twin's MTU
+    drifted = SparkSysfs(tmp_path / "sys-fw", addresses=ADDRESSES, mtu={RAIL1: 1500}).build()
+    code, out, err = node.run(net=FakeNetlink.from_sparkfs(drifted))
+    assert code == 1
+    assert f"{RAIL1}: MTU 1500, expected 9000" in err
+    assert f"nmcli connection up netplan-{RAIL1}" in err and f"networkctl reconfigure {RAIL1}" in err
+    assert RAIL0 + ":" not in err
+    # rail 1 lost its address (rail 0 is pinned and fine)
+    gone = SparkSysfs(tmp_path / "sys-gone", addresses={RAIL0: ADDRESSES[RAIL0]}).build()
+    code, out, err = node.run(net=FakeNetlink.from_sparkfs(gone))
+    assert code == 1
+    assert f"{RAIL1}: address {ADDRESSES[RAIL1]} missing (found none)" in err
