@@ -191,8 +191,10 @@ def main():
     if nm_running:
         connections = parse_nm_connections(nmcli(module, "-f", NM_CONNECTION_FIELDS, "connection", "show"))
         for conn in connections:
-            details[conn["uuid"]] = parse_nm_details(
-                nmcli(module, "-f", NM_DETAIL_FIELDS, "connection", "show", "uuid", conn["uuid"]))
+            rc, out, _err = module.run_command(
+                ["nmcli", "-t", "-f", NM_DETAIL_FIELDS, "connection", "show", "uuid", conn["uuid"]])
+            # a profile deleted between the listing and this call is simply not there
+            details[conn["uuid"]] = parse_nm_details(out) if rc == 0 else {}
         devices = parse_nm_devices(nmcli(module, "-f", NM_DEVICE_FIELDS, "device"))
     rc, out, _err = module.run_command(["systemctl", "is-active", "systemd-networkd"])
     networkd_running = out.strip() == "active"

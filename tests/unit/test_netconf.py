@@ -300,3 +300,109 @@ def test_journal_takeover_and_restore_round_trip(tmp_path):
     assert (netplan / "60-x.yaml").read_text() == NVIDIA_40
     assert nc.active_journals(journal, str(tmp_path)) == []
     assert pathlib.Path(directory + ".restored", "manifest.json").exists()
+
+
+# ---------------------------------------------------------------- modules
+
+def run_module(module, args, capsys):
+    from ansible.module_utils.testing import patch_module_args
+
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        module.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def fake_commands(monkeypatch, nm_running=True):
+    """AnsibleModule.run_command answering like a DGX OS node (fixtures); records calls."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    calls = []
+    details = {"0b5d7a3e-1111-4c2e-9a53-000000000001": "wired1", "0b5d7a3e-2222-4c2e-9a53-000000000002": "wired2",
+               "6c1d0f2a-3333-4a8e-8f00-000000000003": "mgmt", "7f00aa11-4444-4b00-8c00-000000000004": "old"}
+
+    def run_command(self, argv, **kwargs):
+        calls.append(list(argv))
+        if argv[:2] == ["ip", "-j"]:
+            return 0, (FIX / "ip-addr.json").read_text(), ""
+        if argv[:3] == ["nmcli", "-t", "-f"] and argv[3] == "RUNNING":
+            return (0, "running\n", "") if nm_running else (8, "", "Error: NetworkManager is not running.")
+        if argv[:2] == ["nmcli", "-t"] and argv[-2:] == ["connection", "show"]:
+            return 0, (FIX / "nm-connections.txt").read_text(), ""
+        if argv[:2] == ["nmcli", "-t"] and "uuid" in argv:
+            name = details.get(argv[-1])
+            return (0, (FIX / f"nm-detail-{name}.txt").read_text(), "") if name else (10, "", "no such connection")
+        if argv[:2] == ["nmcli", "-t"] and argv[-1] == "device":
+            return 0, (FIX / "nm-devices.txt").read_text(), ""
+        if argv[:3] == ["nmcli", "connection", "modify"]:
+            return (0, "", "") if argv[4] in details else (10, "", "Error: unknown connection")
+        if argv[0] == "systemctl":
+            return 3, "inactive\n", ""
+        return 127, "", f"unexpected {argv}"
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: f"/usr/bin/{name}")
+    return calls
+
+
+def dgx_root(tmp_path):
+    netplan = tmp_path / "etc" / "netplan"
+    netplan.mkdir(parents=True)
+    (netplan / "01-network-manager-all.yaml").write_text(NM_ALL)
+    (netplan / "40-cx7.yaml").write_text(NVIDIA_40)
+    return tmp_path
+
+
+def test_module_qsfp_netstate_on_dgx_os(tmp_path, monkeypatch, capsys):
+    import qsfp_netstate
+
+    fake_commands(monkeypatch)
+    root = dgx_root(tmp_path)
+    rc, out = run_module(qsfp_netstate, {"rails": RAILS, "root": str(root), "takeover": True,
+                                         "_ansible_check_mode": True}, capsys)
+    assert rc == 0 and out["changed"] is False, out
+    state = out["ansible_facts"]["qsfp_netstate"]
+    assert state["renderer"] == "NetworkManager" and state["nm_running"] is True
+    assert state["problems"] == []
+    assert [f["action"] for f in state["files"]] == ["keep", "move"]
+    assert any("managed by NetworkManager" in line for line in state["summary"])
+
+
+def test_module_qsfp_netstate_refuses_nm_renderer_without_nm(tmp_path, monkeypatch, capsys):
+    import qsfp_netstate
+
+    fake_commands(monkeypatch, nm_running=False)
+    rc, out = run_module(qsfp_netstate, {"rails": RAILS, "root": str(dgx_root(tmp_path))}, capsys)
+    state = out["ansible_facts"]["qsfp_netstate"]
+    assert any("NetworkManager is not running" in p for p in state["problems"])
+
+
+def test_module_qsfp_takeover_round_trip_survives_a_missing_profile(tmp_path, monkeypatch, capsys):
+    import qsfp_takeover
+
+    calls = fake_commands(monkeypatch)
+    root = dgx_root(tmp_path)
+    plan = {"files": [{"path": OWN, "action": "move", "rail_ids": ["enp1s0f1np1"]}],
+            "nm_profiles": [{"uuid": "0b5d7a3e-1111-4c2e-9a53-000000000001", "name": "Wired connection 1",
+                             "filename": None, "interface": "enp1s0f1np1"}]}
+    journal = "/var/lib/spark-cluster/qsfp-journal"
+    rc, out = run_module(qsfp_takeover, {"plan": plan, "rails": ["enp1s0f1np1"], "root": str(root),
+                                         "journal_root": journal}, capsys)
+    assert rc == 0 and out["changed"] is True, out
+    assert not (root / "etc" / "netplan" / "40-cx7.yaml").exists()
+    assert ["nmcli", "connection", "modify", "uuid", "0b5d7a3e-1111-4c2e-9a53-000000000001",
+            "connection.autoconnect", "no"] in calls
+    # nothing to do: unchanged
+    rc, out = run_module(qsfp_takeover, {"plan": {"files": [], "nm_profiles": []}, "root": str(root)}, capsys)
+    assert out["changed"] is False
+    # our file in place, then the profile vanishes before the restore
+    (root / "etc" / "netplan" / "40-cx7.yaml").write_text("# x\n# QSFP rails (qsfp_link role)\nnetwork: {}\n")
+    manifest = pathlib.Path(out_dir := next((root / journal.lstrip("/")).iterdir())) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["nm_profiles"][0]["uuid"] = "gone"
+    manifest.write_text(json.dumps(data))
+    rc, out = run_module(qsfp_takeover, {"state": "restore", "remove_own": True, "root": str(root),
+                                         "journal_root": journal}, capsys)
+    assert rc == 0 and out["changed"] is True, out
+    assert (root / "etc" / "netplan" / "40-cx7.yaml").read_text() == NVIDIA_40
+    assert out["restored"] == [str(out_dir)]
+    assert "Wired connection 1" in out["warnings_seen"][0]
