@@ -12,8 +12,10 @@ import pathlib
 import subprocess
 import sys
 
+import time
+
 import yaml
-from conftest import docker_sh, lab_flavour
+from conftest import docker_sh, http_get, lab_flavour
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = "spark-worker"
@@ -90,8 +92,17 @@ def test_foreign_static_address_is_refused_without_takeover():
     assert after == before
 
 
+def serving_units():
+    """Nodes running the serving unit (default scenario), worker first."""
+    return [c for c in (WORKER, "spark-head")
+            if docker_sh(c, "systemctl is-enabled spark-runtime", check=False).returncode == 0]
+
+
 def test_restore_puts_everything_back_then_converge_takes_over_again():
     flavour = lab_flavour(WORKER)
+    serving = serving_units()
+    for c in serving:  # the rails change under it: stop it rather than let it crash-loop
+        docker_sh(c, "systemctl stop spark-runtime")
     run, output = playbook(str(ROOT / "playbooks" / "qsfp-restore.yml"), "--limit", WORKER)
     assert run.returncode == 0, output[-3000:]
     restored = docker_sh(WORKER, "cat /etc/netplan/40-cx7.yaml").stdout
@@ -115,3 +126,12 @@ def test_restore_puts_everything_back_then_converge_takes_over_again():
     doc = yaml.safe_load(docker_sh(WORKER, "cat /etc/netplan/40-cx7.yaml").stdout)
     assert "renderer" not in doc["network"]
     assert len(manifests()) == 1
+    if serving:
+        for c in serving:
+            docker_sh(c, "systemctl reset-failed spark-runtime; systemctl start --no-block spark-runtime")
+        mgmt = yaml.safe_load((ROOT / "inventory" / "lab" / "hosts.yml").read_text())
+        head = mgmt["spark"]["children"]["spark_head"]["hosts"]["spark-head"]["spark_mgmt_address"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and http_get(f"http://{head}:8888/health")[0] != 200:
+            time.sleep(3)
+        assert http_get(f"http://{head}:8888/health")[0] == 200, "the pair did not serve again in 300 s"
