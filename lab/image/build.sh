@@ -120,7 +120,7 @@ chmod 0600 "$ROOT"/etc/netplan/*.yaml
 chroot "$ROOT" systemctl disable systemd-networkd.service systemd-networkd-wait-online.service \
     systemd-networkd.socket >/dev/null 2>&1 || true
 chroot "$ROOT" systemctl enable NetworkManager.service NetworkManager-wait-online.service \
-    spark-lab-mgmt-profile.service >/dev/null 2>&1
+    spark-lab-mgmt-profile.service spark-lab-mgmt-handover.service >/dev/null 2>&1
 # Units that fail or only waste time in a container. udevadm stays (netplan calls it).
 for u in getty@.service serial-getty@.service console-getty.service getty.target \
          systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
@@ -162,7 +162,7 @@ import_rootfs "$IMAGE" networkmanager
 # (overlay/etc/systemd/network/90-spark-lab-mgmt.network).
 rm -f "$ROOT/etc/netplan/01-network-manager-all.yaml"
 chroot "$ROOT" systemctl disable NetworkManager.service NetworkManager-wait-online.service \
-    spark-lab-mgmt-profile.service >/dev/null 2>&1 || true
+    spark-lab-mgmt-profile.service spark-lab-mgmt-handover.service >/dev/null 2>&1 || true
 for u in NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service; do
     ln -sfn /dev/null "$ROOT/etc/systemd/system/$u"
 done
