@@ -391,20 +391,21 @@ def target_renderer(requested, default_renderer):
     return requested
 
 
-def check(view, reports, renderer, nm_running, takeover, host="this node"):
-    """Problems that stop the role before any change (each says what to do)."""
+def check(view, reports, renderer, nm_running, takeover):
+    """Problems that stop the role before any change (each says what to do; the caller
+    names the host)."""
     problems = list(view["problems"])
     if renderer == "NetworkManager" and not nm_running:
         where = view["default_renderer_file"] or "qsfp_link_renderer"
         problems.append(
-            f"{host}: the rails' renderer is NetworkManager (from {where}) but "
+            f"the rails' renderer is NetworkManager (from {where}) but "
             "NetworkManager is not running: start it (systemctl enable --now "
             "NetworkManager) or set qsfp_link_renderer: networkd")
     if not takeover:
         for rep in reports:
             for c in rep["conflicts"]:
                 problems.append(
-                    f"{host}: {rep['interface']} holds a foreign static address {c['address']} "
+                    f"{rep['interface']} holds a foreign static address {c['address']} "
                     f"({c['source']}), outside the rail's subnet {_net(rep['wanted'])}; "
                     "expected nothing or the rail's own address. Set qsfp_link_takeover: "
                     "true to replace it (the original is journaled and can be restored), "
@@ -495,7 +496,7 @@ def summary_lines(state):
 
 def build_state(rails, files, links, nm_running, nm_connections, nm_details, nm_devices,
                 requested_renderer="auto", own_path="/etc/netplan/40-cx7.yaml",
-                takeover=False, networkd_running=False, host="this node"):
+                takeover=False, networkd_running=False):
     """Everything the role needs to know, from raw readings (all parsed already).
 
     rails: [{interface, address}]; files: [(path, text, doc)] in read order;
@@ -522,7 +523,7 @@ def build_state(rails, files, links, nm_running, nm_connections, nm_details, nm_
         "networkd_running": networkd_running,
         "files": view["files"],
         "rails": reports,
-        "problems": check(view, reports, renderer, nm_running, takeover, host),
+        "problems": check(view, reports, renderer, nm_running, takeover),
         "plan": plan,
         "apply": apply_commands(renderer, interfaces, nm_running),
         "restore": restore_commands(view, interfaces, nm_running),

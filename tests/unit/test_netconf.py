@@ -172,7 +172,7 @@ def dgx_state(takeover=False, renderer="auto", netplan=None, nm_running=True):
         ("/etc/netplan/01-network-manager-all.yaml", NM_ALL), (OWN, NVIDIA_40))
     return nc.build_state(RAILS, netplan, links(), nm_running, conns if nm_running else [],
                           details, devices if nm_running else {}, requested_renderer=renderer,
-                          own_path=OWN, takeover=takeover, host="spark-head")
+                          own_path=OWN, takeover=takeover)
 
 
 def test_dgx_os_as_shipped_report():
