@@ -31,10 +31,16 @@ def playbook(*args, timeout=600):
     return run, run.stdout + run.stderr
 
 
-def manifests(suffix=""):
-    out = docker_sh(WORKER, f"for m in {JOURNAL}/*{suffix}/manifest.json; do [ -f \"$m\" ] && cat \"$m\"; "
-                            "echo '\x1e'; done").stdout
-    return [json.loads(chunk) for chunk in out.split("\x1e") if chunk.strip()]
+def manifests(restored=False):
+    """Manifests of the worker's journals: active ones, or (restored=True) restored ones."""
+    names = docker_sh(WORKER, f"ls {JOURNAL} 2>/dev/null || true").stdout.split()
+    out = []
+    for name in names:
+        if name.endswith(".restored") == restored:
+            text = docker_sh(WORKER, f"cat {JOURNAL}/{name}/manifest.json", check=False).stdout
+            if text.strip():
+                out.append(dict(json.loads(text), directory=name))
+    return out
 
 
 def ipv4(interface):
@@ -52,7 +58,7 @@ def test_nvidia_file_was_journaled_and_replaced():
     (manifest,) = [m for m in manifests() if any(f["path"] == "/etc/netplan/40-cx7.yaml" for f in m["files"])]
     entry = next(f for f in manifest["files"] if f["path"] == "/etc/netplan/40-cx7.yaml")
     assert entry["action"] == "move" and entry["mode"] == 0o600
-    stored = docker_sh(WORKER, f"cat {JOURNAL}/{manifest['created']}*/{entry['stored']}").stdout
+    stored = docker_sh(WORKER, f"cat {JOURNAL}/{manifest['directory']}/{entry['stored']}").stdout
     assert "198.18.110.11/24" in stored
     ours = docker_sh(WORKER, "cat /etc/netplan/40-cx7.yaml").stdout
     assert "(qsfp_link role)" in ours and "198.18.110" not in ours
@@ -108,7 +114,7 @@ def test_restore_puts_everything_back_then_converge_takes_over_again():
     restored = docker_sh(WORKER, "cat /etc/netplan/40-cx7.yaml").stdout
     assert "198.18.110.11/24" in restored and "(qsfp_link role)" not in restored
     assert manifests() == [], "every journal is marked restored"
-    assert manifests(".restored")
+    assert manifests(restored=True)
     assert "198.18.101.11/24" not in ipv4("enP2p1s0f1np1")
     if flavour == "networkmanager":
         assert nm_profiles()["spark-seed-rail1"][0] == "yes"
