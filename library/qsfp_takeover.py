@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: qsfp_takeover
 short_description: Take the QSFP rails over (journaled) or restore what was there
 description:
-  - C(state=takeover) applies the plan of M(qsfp_netstate) (RV(ansible_facts.qsfp_netstate.plan)):
+  - C(state=takeover) applies the plan of M(qsfp_netstate) (RV(ansible_facts.qsfp_netstate.plan)), in which
     netplan files that define only rails are moved away, files that define rails and
     other interfaces get the rails' definitions taken out, and NetworkManager profiles
     on the rails get C(connection.autoconnect no) (never deleted). The originals go to
