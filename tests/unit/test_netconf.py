@@ -379,7 +379,11 @@ def test_module_qsfp_netstate_refuses_nm_renderer_without_nm(tmp_path, monkeypat
 def test_module_qsfp_takeover_round_trip_survives_a_missing_profile(tmp_path, monkeypatch, capsys):
     import qsfp_takeover
 
+    from ansible.module_utils.basic import AnsibleModule
+
     calls = fake_commands(monkeypatch)
+    warned = []  # module warnings are process-global: keep them out of later module tests
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, msg: warned.append(msg))
     root = dgx_root(tmp_path)
     plan = {"files": [{"path": OWN, "action": "move", "rail_ids": ["enp1s0f1np1"]}],
             "nm_profiles": [{"uuid": "0b5d7a3e-1111-4c2e-9a53-000000000001", "name": "Wired connection 1",
@@ -406,3 +410,4 @@ def test_module_qsfp_takeover_round_trip_survives_a_missing_profile(tmp_path, mo
     assert (root / "etc" / "netplan" / "40-cx7.yaml").read_text() == NVIDIA_40
     assert out["restored"] == [str(out_dir)]
     assert "Wired connection 1" in out["warnings_seen"][0]
+    assert warned == out["warnings_seen"]
