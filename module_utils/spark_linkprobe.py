@@ -35,6 +35,9 @@ DEFAULT_THRESHOLDS = {
     "rdma_pass_gbps": 80.0,
     "rdma_stale_min_gbps": 8.0,
     "rdma_stale_max_gbps": 25.0,
+    # NCCL all-reduce peak bus bandwidth (GB/s, nccl-tests' busbw). Field: 20-24 GB/s
+    # with both twins, ~12 with one, ~3 when NCCL_IB_HCA/MTU/NCCL build are wrong.
+    "collective_min_busbw_gbs": 10.0,
 }
 
 STALE_REMEDY = (

@@ -10,16 +10,21 @@ points ``link-latest.*`` at them. Plain Python 3.11+; matplotlib only for the PN
 from __future__ import annotations
 
 import datetime
+import textwrap
 
 from ansible.module_utils.spark_linkprobe import (
     FAIL, NOT_MEASURED, PASS, STALE, ceiling_explanation, direction_verdict,
     mtu_check, ping_verdict, rail_verdict, rdma_verdict, tcp_verdict,
     thresholds_with_defaults,
 )
+from ansible.module_utils.spark_collective import (
+    collective_section, not_measured as collective_not_measured,
+    render_markdown as render_collective_markdown,
+)
 from ansible.module_utils.spark_reportfiles import write_report_files
 
 SCHEMA = "spark-link-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PROBE_KINDS = ("ping", "ping_df", "tcp_single", "tcp_parallel", "rdma")
 
 
@@ -168,7 +173,8 @@ def build_direction(pair, probes, links, thresholds, rdma_nodes=()):
 
 
 def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
-                 line_rate_gbps=None, generated_at=None, env_file_present=None):
+                 line_rate_gbps=None, generated_at=None, env_file_present=None,
+                 collective=None):
     """The report dict (see SCHEMA_VERSION); keys are always present (None if unknown).
 
     pairs: [{id, rail, src_host, dst_host, src_interface, dst_interface,
@@ -178,9 +184,13 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
     pinning: {host: qsfp_pinning result ({problems, would_pick, ...})}
     env_file_present: {host: bool}; pinning problems fail the run only for hosts
     whose runtime env file exists (the deployed configuration is wrong).
+    collective: {runs: {host: probe module result}, expect: {host: {rail0_interface,
+    rdma_devices}}, order: [hosts]} for spark_collective.collective_section; None =
+    the probe did not run (reported "not measured": the verdict can then not be pass).
 
     Where any host has an RDMA device the verdict is pass or fail, never "incomplete":
-    "incomplete" is for nodes without RDMA (the lab), where RDMA cannot be measured.
+    "incomplete" is for nodes without RDMA (the lab), where RDMA cannot be measured
+    (and the collective, without GPUs, neither).
     """
     th = thresholds_with_defaults(thresholds)
     links = links or {}
@@ -247,13 +257,26 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
             line = "%s pinning: %s" % (host, prob.get("message") or prob)
             (failures if deployed else warnings).append(
                 line if deployed else line + " (runtime env not deployed yet)")
+    threshold = th.get("collective_min_busbw_gbs")
+    if collective is None:
+        coll = collective_not_measured(
+            "the collective probe did not run (tag 'collective' skipped or "
+            "link_validation_collective: false)", threshold)
+    else:
+        coll = collective_section(collective.get("runs"), collective.get("expect"),
+                                  threshold, collective.get("order"))
+    failures += ["collective: " + f for f in coll["failures"]]
+    warnings += ["collective: " + w for w in coll["warnings"]]
+    if with_rdma and coll["status"] == NOT_MEASURED:
+        failures.append("collective: not measured on nodes with RDMA devices (%s): %s" % (
+            ", ".join(with_rdma), coll["reason"]))
     if len(rail_out) < 2:
         warnings.append("only %d rail(s) in the inventory: full bandwidth needs both "
                         "twins, each on its own /24" % len(rail_out))
     statuses = [r["verdict"] for r in rail_out]
     if failures:
         overall = FAIL
-    elif not rail_out or any(s != PASS for s in statuses):
+    elif not rail_out or any(s != PASS for s in statuses) or coll["status"] != PASS:
         overall = "incomplete"
     else:
         overall = PASS
@@ -263,21 +286,23 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
         "generated_at": generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "verdict": overall,
         "fit_for_tensor_parallel": {PASS: True, FAIL: False}.get(overall),
-        "summary": _summary(overall, failures, rail_out),
+        "summary": _summary(overall, failures, rail_out, coll),
         "failures": failures,
         "warnings": warnings,
         "thresholds": th,
         "rails": rail_out,
+        "collective": coll,
         "nodes": nodes,
     }
 
 
-def _summary(overall, failures, rails):
+def _summary(overall, failures, rails, coll):
     if overall == PASS:
         return "The cable is fit for tensor parallelism: every check passed on every rail."
     if overall == FAIL:
         return "Not fit for tensor parallelism: %d check(s) failed." % len(failures)
-    missing = sorted({n for r in rails for d in r["directions"] for n in d["not_measured"]})
+    missing = sorted({n for r in rails for d in r["directions"] for n in d["not_measured"]}
+                     | ({"the NCCL all-reduce"} if coll["status"] == NOT_MEASURED else set()))
     return ("No check failed, but %s could not be measured, so fitness for tensor "
             "parallelism is not proven." % (", ".join(missing) or "nothing"))
 
@@ -323,6 +348,7 @@ def render_markdown(report):
             if d["rdma"]["status"] == NOT_MEASURED:
                 lines.append("- RDMA %s: not measured: %s" % (d["direction"], d["rdma"]["reason"]))
         lines.append("")
+    lines += render_collective_markdown(report["collective"])
     if report["failures"]:
         lines += ["## Failures", ""] + ["- " + f for f in report["failures"]] + [""]
     if report["warnings"]:
@@ -348,7 +374,8 @@ def render_markdown(report):
 
 
 def render_png(report, path):
-    """Bar chart: throughput per rail/direction and method, line rate as a line."""
+    """Two panels: throughput per rail/direction and method (line rate dashed), and the
+    NCCL all-reduce bus bandwidth by message size (threshold dashed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -357,7 +384,9 @@ def render_png(report, path):
                ("TCP parallel", lambda d: d["tcp"]["parallel_gbps"]),
                ("RDMA", lambda d: d["rdma"]["gbps"]))
     groups = [(rail, d) for rail in report["rails"] for d in rail["directions"]]
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(groups) + 2), 4.5))
+    fig, (ax, cax) = plt.subplots(
+        1, 2, figsize=(max(6.0, 2.2 * len(groups) + 2) + 5.5, 4.8),
+        gridspec_kw={"width_ratios": [max(2.0, len(groups)), 2.5]})
     width = 0.8 / len(methods)
     for m_index, (name, getter) in enumerate(methods):
         xs = [g + (m_index - 1) * width for g in range(len(groups))]
@@ -378,12 +407,36 @@ def render_png(report, path):
                         for rail, d in groups], fontsize=8)
     ax.set_ylabel("Gb/s")
     ax.set_title("QSFP link throughput (%s) - verdict: %s" % (report["generated_at"],
-                                                               report["verdict"]))
+                                                               report["verdict"]), fontsize=9)
     ax.legend(fontsize=8)
+    _collective_panel(cax, report.get("collective") or {})
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
     return path
+
+
+def _collective_panel(ax, coll):
+    """Bus bandwidth (GB/s) by all-reduce size, log2 x axis; or why it is missing."""
+    sizes = coll.get("sizes") or []
+    ax.set_title("NCCL all-reduce busbw by size - %s"
+                 % (coll.get("status") or "not measured").replace("_", " "), fontsize=9)
+    if not sizes:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "not measured:\n" + "\n".join(
+            textwrap.wrap(coll.get("reason") or "no result", 40)[:8]),
+            ha="center", va="center", fontsize=8, transform=ax.transAxes)
+        return
+    xs = [r["size_bytes"] / float(1 << 20) for r in sizes]
+    ax.plot(xs, [r["busbw_gbs"] for r in sizes], marker="o", label="busbw")
+    ax.plot(xs, [r["algbw_gbs"] for r in sizes], marker=".", linestyle=":", label="algbw")
+    ax.axhline(coll.get("threshold_busbw_gbs") or 0, color="red", linestyle="dashed",
+               label="threshold %.1f" % (coll.get("threshold_busbw_gbs") or 0))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("message size (MiB)")
+    ax.set_ylabel("GB/s")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
 
 
 def write_report(report, report_dir, formats=("json", "md", "png"), prefix="link"):

@@ -10,6 +10,7 @@ from module_utils import spark_linkprobe as lp
 from module_utils import spark_report as rep
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "linkprobe"
+COLL_FIX = pathlib.Path(__file__).parent / "fixtures" / "collective"
 WHEN = datetime.datetime(2026, 11, 29, 10, 57, 50, tzinfo=datetime.timezone.utc)
 
 
@@ -62,17 +63,31 @@ def all_probes(rdma_file="ib_write_bw_pass.txt", df="ping_df_ok"):
     }
 
 
+def collective(case="pinned"):
+    """The collective probe's real output (two H200 through gpu-netns, NET/Socket)."""
+    hosts = ["spark-head", "spark-worker"]
+    return {"runs": {h: {"measured": True, "rc": 0,
+                         "output": (COLL_FIX / f"{case}-node{i}.log").read_text()}
+                     for i, h in enumerate(hosts)},
+            "expect": {h: {"rail0_interface": "enp1s0f1np1", "rdma_devices": []}
+                       for h in hosts},
+            "order": hosts}
+
+
+# The harness' socket transport peaks near 2.8 GB/s: below the RDMA default of 10.
+SOCKET_TH = {"collective_min_busbw_gbs": 2.0}
 TOP_KEYS = {"schema", "schema_version", "generated_at", "verdict", "fit_for_tensor_parallel",
-            "summary", "failures", "warnings", "thresholds", "rails", "nodes"}
+            "summary", "failures", "warnings", "thresholds", "rails", "collective", "nodes"}
 DIRECTION_KEYS = {"id", "direction", "src_host", "dst_host", "src_interface", "dst_interface",
                   "src_address", "dst_address", "ping", "mtu", "tcp", "rdma", "checks",
                   "verdict", "failures", "not_measured"}
 
 
 def test_all_pass_and_stable_keys():
-    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN,
+                         collective=collective(), thresholds=SOCKET_TH)
     assert set(r) == TOP_KEYS
-    assert (r["schema"], r["schema_version"]) == ("spark-link-report", 1)
+    assert (r["schema"], r["schema_version"]) == ("spark-link-report", 2)
     assert r["generated_at"] == "2026-11-29T10:57:50Z"
     assert r["verdict"] == "pass" and r["fit_for_tensor_parallel"] is True
     assert r["failures"] == []
@@ -92,7 +107,24 @@ def test_all_pass_and_stable_keys():
                               "reason", "remedy"}
     assert d["tcp"]["single_gbps"] == 17.771 and d["tcp"]["parallel_processes"] == 2
     assert d["rdma"]["gbps"] == 92.58
+    assert r["collective"]["status"] == "pass" and r["collective"]["peak_busbw_gbs"] == 2.832
     json.dumps(r)  # serialisable
+
+
+def test_collective_not_run_or_below_threshold_is_never_pass():
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    assert r["verdict"] == "incomplete" and r["collective"]["status"] == "not_measured"
+    assert "the NCCL all-reduce" in r["summary"]
+    # the same real run against the default (RDMA) threshold of 10 GB/s
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN,
+                         collective=collective())
+    assert r["verdict"] == "fail"
+    assert any(f.startswith("collective: peak bus bandwidth 2.83 GB/s (at 128 MiB) is below "
+                            "10.00 GB/s") for f in r["failures"])
+    md = rep.render_markdown(r)
+    assert "## Collective (NCCL all-reduce)" in md
+    assert "| 1 GiB | 5 | 388198.2 | 2.77 | 2.77 | yes |" in md
+    assert "| spark-head | NET/Socket | - / - | - | enp1s0f1np1 (198.18.100.10) | 2.28.9+cuda13.0 |" in md
 
 
 def test_lab_without_rdma_is_not_measured_never_pass():
@@ -134,7 +166,8 @@ def test_pinning_problems_fail_only_when_deployed():
                                         "message": "VLLM_HOST_IP is not set"}],
                           "would_pick": {"interface": "wlP9s9", "address": "198.19.0.10"}}}
     r = rep.build_report(PAIRS, all_probes(), links(), pinning=pin, generated_at=WHEN,
-                         env_file_present={"spark-head": False})
+                         env_file_present={"spark-head": False}, collective=collective(),
+                         thresholds=SOCKET_TH)
     assert r["verdict"] == "pass" and any("VLLM_HOST_IP" in w for w in r["warnings"])
     assert r["nodes"]["spark-head"]["pinning"]["note"] == (
         "vLLM would take 198.19.0.10 (wlP9s9) if VLLM_HOST_IP were unset")

@@ -1,0 +1,323 @@
+"""The collective probe: what NCCL chose and how fast the all-reduce ran.
+
+``parse_log`` reads what one node printed: the probe's ``SPARK_COLLECTIVE <json>`` lines
+(``roles/link_validation/files/spark_collective_probe.py``) and NCCL's own
+``NCCL_DEBUG=INFO`` lines (network IB or Socket, the HCAs it found and the channels'
+devices, the GID index, the bootstrap/OOB interface). ``collective_section`` turns the
+parsed logs of all nodes into the link report's ``collective`` section with its verdict:
+
+- not measured (no GPU, as in the lab; a node not ready): ``not_measured``, never pass;
+- a node failed, wrong sum, or fewer than all nodes reported: ``fail``;
+- RDMA expected (``NCCL_IB_HCA`` pinned, or RDMA devices on the rails) but NCCL used
+  ``NET/Socket``: ``fail``, with NCCL's own reason (``NET/IB : No device found.``);
+- NCCL's bootstrap/socket interface is not rail 0: ``fail`` (the Wi-Fi trap);
+- peak bus bandwidth below ``collective_min_busbw_gbs``: ``fail``;
+- a twin in ``NCCL_IB_HCA`` not found or carrying no channel: a warning.
+
+Plain Python 3.11+ (stdlib): the tests parse real captured output with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ansible.module_utils.spark_linkprobe import (
+    DEFAULT_THRESHOLDS, FAIL, NOT_MEASURED, PASS,
+)
+
+MARK = "SPARK_COLLECTIVE"
+DEFAULT_MIN_BUSBW_GBS = DEFAULT_THRESHOLDS["collective_min_busbw_gbs"]
+BROKEN_HINT = (
+    "The field's broken state is ~3 GB/s busbw: check that NCCL_IB_HCA lists both twins "
+    "of the cabled port, MTU 9000 on both ends, and the NCCL build (a development build "
+    "plateaued at 3.04 GB/s where the release build measured 23.74 GB/s)."
+)
+
+_RE_NCCL = re.compile(r"NCCL (INFO|WARN) (.*)$")
+_RE_VERSION = re.compile(r"NCCL version (\S+)")
+_RE_NETWORK = re.compile(r"^Using network (\S+)")
+_RE_BOOTSTRAP = re.compile(r"^Bootstrap\s*:\s*Using\s+([^:\s]+):(\S+?)<\d+>")
+_RE_IB_USING = re.compile(r"^NET/IB\s*:\s*Using(.*?)(?:;\s*OOB\s+([^:\s]+):(\S+?)<\d+>)?\s*$")
+_RE_IB_DEV = re.compile(r"\[(\d+)\]([^:\s\[\]]+):(\d+)/(\w+)")
+_RE_SOCK_USING = re.compile(r"^NET/Socket\s*:\s*Using(.*)$")
+_RE_SOCK_DEV = re.compile(r"\[(\d+)\]([^:\s]+):(\S+?)<\d+>")
+_RE_VIRTUAL = re.compile(r"[Vv]irtual device \[(\d+)\] name=(\S+)")
+_RE_CHANNEL = re.compile(
+    r"^Channel (\d+)/\d+ : (\d+)\[\w+\] -> (\d+)\[\w+\] \[(send|receive)\] via (NET/\w+)/(\d+)")
+_RE_SET = re.compile(r"^(NCCL_[A-Z0-9_]+) set (?:by environment )?to (.*?)\.?$")
+
+
+def _hca_names(value):
+    """NCCL_IB_HCA value -> device names ('=a:1,b' -> ['a', 'b']; '^x' excludes: [])."""
+    value = (value or "").strip()
+    if not value or value.startswith("^"):
+        return []
+    return [p.split(":")[0].strip() for p in value.lstrip("=").split(",") if p.strip()]
+
+
+def parse_log(text):
+    """One node's output -> {start, init, done, results, errors, nccl}."""
+    out = {"start": None, "init": None, "done": None, "results": [], "errors": [],
+           "nccl": {"version": None, "network": None, "bootstrap": None, "oob": None,
+                    "ib_devices": [], "ib_no_device": False, "ib_failed": False,
+                    "virtual_devices": {}, "socket_devices": [], "settings": {},
+                    "channels": [], "warnings": []}}
+    nccl = out["nccl"]
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if line.startswith(MARK + " "):
+            try:
+                event = json.loads(line[len(MARK) + 1:])
+            except ValueError:
+                continue
+            kind = event.pop("kind", None)
+            if kind == "result":
+                out["results"].append(event)
+            elif kind == "error":
+                out["errors"].append(event)
+            elif kind in ("start", "init", "done"):
+                out[kind] = event
+            continue
+        match = _RE_NCCL.search(line)
+        if not match:
+            continue
+        level, msg = match.group(1), match.group(2).strip()
+        if level == "WARN":
+            nccl["warnings"].append(msg)
+            continue
+        if (m := _RE_VERSION.search(msg)) and not nccl["version"]:
+            nccl["version"] = m.group(1)
+        elif m := _RE_NETWORK.match(msg):
+            nccl["network"] = m.group(1)
+        elif m := _RE_BOOTSTRAP.match(msg):
+            nccl["bootstrap"] = {"interface": m.group(1), "address": m.group(2),
+                                 "source": "Bootstrap line"}
+        elif msg.startswith("NET/IB") and "No device found" in msg:
+            nccl["ib_no_device"] = True
+        elif m := _RE_IB_USING.match(msg):
+            nccl["ib_devices"] = [
+                {"index": int(d[0]), "name": d[1], "port": int(d[2]), "link_layer": d[3]}
+                for d in _RE_IB_DEV.findall(m.group(1))]
+            if m.group(2):
+                nccl["oob"] = {"interface": m.group(2), "address": m.group(3)}
+        elif m := _RE_SOCK_USING.match(msg):
+            nccl["socket_devices"] = [
+                {"index": int(d[0]), "interface": d[1], "address": d[2]}
+                for d in _RE_SOCK_DEV.findall(m.group(1))]
+        elif m := _RE_VIRTUAL.search(msg):
+            nccl["virtual_devices"][int(m.group(1))] = m.group(2).split("+")
+        elif "Failed to initialize NET plugin IB" in msg:
+            nccl["ib_failed"] = True
+        elif m := _RE_CHANNEL.match(msg):
+            nccl["channels"].append({"channel": int(m.group(1)), "from": int(m.group(2)),
+                                     "to": int(m.group(3)), "direction": m.group(4),
+                                     "transport": m.group(5), "device": int(m.group(6))})
+        elif m := _RE_SET.match(msg):
+            nccl["settings"][m.group(1)] = m.group(2).strip()
+    out["results"].sort(key=lambda r: r.get("size_bytes") or 0)
+    return out
+
+
+def node_summary(parsed, rc=None):
+    """What NCCL chose on one node, flattened for the report."""
+    nccl = parsed["nccl"]
+    pins = (parsed.get("start") or {}).get("pins") or {}
+    transports = sorted({c["transport"] for c in nccl["channels"]})
+    network = nccl["network"]
+    transport = ("NET/" + network) if network else (transports[0] if len(transports) == 1
+                                                     else None)
+    names = {d["index"]: [d["name"]] for d in nccl["ib_devices"]}
+    names.update(nccl["virtual_devices"])
+    used = sorted({n for c in nccl["channels"] if c["transport"] == "NET/IB"
+                   for n in names.get(c["device"], ["dev%d" % c["device"]])})
+    boot = nccl["bootstrap"]
+    if not boot and nccl["oob"]:
+        boot = dict(nccl["oob"], source="NET/IB OOB line")
+    if not boot and nccl["socket_devices"]:
+        first = nccl["socket_devices"][0]
+        boot = {"interface": first["interface"], "address": first["address"],
+                "source": "NET/Socket line (same NCCL_SOCKET_IFNAME selection)"}
+    gid = nccl["settings"].get("NCCL_IB_GID_INDEX") or pins.get("NCCL_IB_GID_INDEX")
+    return {
+        "rc": rc,
+        "rank": (parsed.get("start") or {}).get("rank"),
+        "nccl_version": nccl["version"] or (parsed.get("start") or {}).get("nccl"),
+        "torch": (parsed.get("start") or {}).get("torch"),
+        "gpu": (parsed.get("start") or {}).get("gpu"),
+        "transport": transport,
+        "channel_transports": transports,
+        "ib_hca_pinned": _hca_names(pins.get("NCCL_IB_HCA")),
+        "ib_disabled": pins.get("NCCL_IB_DISABLE") == "1",
+        "ib_devices_found": [d["name"] for d in nccl["ib_devices"]],
+        "ib_devices_used": used,
+        "ib_no_device": nccl["ib_no_device"] or nccl["ib_failed"],
+        "gid_index": gid,
+        "bootstrap_interface": (boot or {}).get("interface"),
+        "bootstrap_address": (boot or {}).get("address"),
+        "bootstrap_source": (boot or {}).get("source"),
+        "socket_ifname": pins.get("NCCL_SOCKET_IFNAME"),
+        "errors": ["%s: %s" % (e.get("stage"), e.get("error")) for e in parsed["errors"]],
+        "nccl_warnings": nccl["warnings"][:10],
+        "results": len(parsed["results"]),
+    }
+
+
+def _fmt_size(size):
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return "%d %s" % (size // factor, unit)
+    return "%d B" % size
+
+
+def not_measured(reason, threshold=DEFAULT_MIN_BUSBW_GBS, nodes=None):
+    return {"status": NOT_MEASURED, "reason": reason, "failures": [], "warnings": [],
+            "threshold_busbw_gbs": float(threshold), "sizes": [], "peak_busbw_gbs": None,
+            "peak_size_bytes": None, "world_size": None, "nodes": nodes or {}}
+
+
+def collective_section(runs, expect=None, threshold=DEFAULT_MIN_BUSBW_GBS, order=None):
+    """The report's collective section.
+
+    runs: {host: {"measured": bool, "reason": str, "rc": int, "output": str}} (the
+      probe module's results; "output" is the node's whole log).
+    expect: {host: {"rail0_interface": str, "rdma_devices": [hca, ...]}} from the
+      inventory and the link facts.
+    threshold: lowest tolerated peak bus bandwidth, GB/s.
+    order: host names in rank order (head first); the first measured host's sizes are
+      the cluster's (every rank reports the slowest rank's time).
+    """
+    threshold = float(DEFAULT_MIN_BUSBW_GBS if threshold is None else threshold)
+    expect = expect or {}
+    runs = runs or {}
+    hosts = [h for h in (order or sorted(runs)) if h in runs]
+    if not hosts:
+        return not_measured("the collective probe did not run (skipped tag 'collective' "
+                            "or link_validation_collective: false)", threshold)
+    unmeasured = ["%s: %s" % (h, runs[h].get("reason") or "not run") for h in hosts
+                  if not runs[h].get("measured")]
+    if unmeasured:
+        return not_measured("; ".join(unmeasured), threshold)
+    failures, warnings, nodes = [], [], {}
+    parsed = {h: parse_log(runs[h].get("output")) for h in hosts}
+    for host in hosts:
+        summary = node_summary(parsed[host], runs[host].get("rc"))
+        nodes[host] = summary
+        exp = expect.get(host) or {}
+        if summary["errors"] or (summary["rc"] not in (0, None)):
+            failures.append("%s: the probe failed (exit %s): %s" % (
+                host, summary["rc"], "; ".join(summary["errors"]) or "no error line; see "
+                "the node's log"))
+            continue
+        if not parsed[host]["done"]:
+            failures.append("%s: the probe did not finish (no 'done' line)" % host)
+        rdma_expected = bool(summary["ib_hca_pinned"] and not summary["ib_disabled"]) or \
+            bool(exp.get("rdma_devices"))
+        if rdma_expected and summary["transport"] != "NET/IB":
+            why = ("NCCL_IB_DISABLE=1 in the env file (rendered where no RDMA device "
+                   "was found: re-run site.yml once the twins are up)"
+                   if summary["ib_disabled"] else
+                   "NCCL said 'NET/IB : No device found' / could not initialize IB"
+                   if summary["ib_no_device"] else "see the NCCL lines in the node's log")
+            failures.append(
+                "%s: RDMA expected (NCCL_IB_HCA=%s, RDMA devices %s) but NCCL used %s: %s. "
+                "Check /dev/infiniband is passed to the container, the HCA names "
+                "(ibdev2netdev) and that the twins are up" % (
+                    host, ",".join(summary["ib_hca_pinned"]) or "unset",
+                    ",".join(exp.get("rdma_devices") or []) or "none", summary["transport"]
+                    or "no network", why))
+        rail0 = exp.get("rail0_interface")
+        boot = summary["bootstrap_interface"]
+        if rail0 and boot and boot != rail0:
+            failures.append(
+                "%s: NCCL's bootstrap/socket interface is %s (%s), not rail 0 %s: "
+                "NCCL_SOCKET_IFNAME=%s pins the wrong interface" % (
+                    host, boot, summary["bootstrap_address"], rail0, summary["socket_ifname"]))
+        if summary["transport"] == "NET/IB":
+            pinned = summary["ib_hca_pinned"]
+            found = summary["ib_devices_found"]
+            missing = [h for h in pinned if h not in found]
+            idle = [h for h in found if summary["ib_devices_used"] and
+                    h not in summary["ib_devices_used"]]
+            if missing:
+                warnings.append("%s: one twin unused: NCCL found %s of NCCL_IB_HCA=%s "
+                                "(missing %s): half the port's bandwidth" % (
+                                    host, ",".join(found) or "none", ",".join(pinned),
+                                    ",".join(missing)))
+            elif idle:
+                warnings.append("%s: one twin unused: no channel ran over %s (channels on %s); "
+                                "NCCL_IB_MERGE_NICS=1 or more channels spread the rings" % (
+                                    host, ",".join(idle), ",".join(summary["ib_devices_used"])))
+            elif len(pinned) < 2 and len(exp.get("rdma_devices") or []) >= 2:
+                warnings.append("%s: one twin unused: NCCL_IB_HCA=%s lists one of the RDMA "
+                                "devices %s" % (host, ",".join(pinned),
+                                                ",".join(exp["rdma_devices"])))
+    first = next((h for h in hosts if parsed[h]["results"]), None)
+    sizes = parsed[first]["results"] if first else []
+    world = (parsed[first]["start"] or {}).get("world_size") if first else None
+    if not failures:
+        reporting = [h for h in hosts if parsed[h]["results"]]
+        if len(reporting) < len(hosts):
+            failures.append("only %s of %d nodes reported results" % (
+                ", ".join(reporting) or "none", len(hosts)))
+        if world is not None and world != len(hosts):
+            warnings.append("world size %s differs from the %d nodes probed (GPUs per "
+                            "node > 1?)" % (world, len(hosts)))
+    wrong = [_fmt_size(r["size_bytes"]) for r in sizes if r.get("correct") is False]
+    if wrong:
+        failures.append("all-reduce gave a wrong sum at %s" % ", ".join(wrong))
+    peak = max(sizes, key=lambda r: r.get("busbw_gbs") or 0) if sizes else None
+    if peak and peak["busbw_gbs"] < threshold:
+        failures.append("peak bus bandwidth %.2f GB/s (at %s) is below %.2f GB/s "
+                        "(link_validation_collective_min_busbw_gbs). %s" % (
+                            peak["busbw_gbs"], _fmt_size(peak["size_bytes"]), threshold,
+                            BROKEN_HINT))
+    elif not sizes and not failures:
+        failures.append("no all-reduce result in any node's output")
+    status = FAIL if failures else PASS
+    transports = sorted({n["transport"] or "unknown" for n in nodes.values()})
+    reason = ("; ".join(failures) if failures else
+              "all-reduce over %s on %d node(s), peak busbw %.2f GB/s at %s" % (
+                  "/".join(transports), len(hosts), peak["busbw_gbs"],
+                  _fmt_size(peak["size_bytes"])))
+    return {"status": status, "reason": reason, "failures": failures, "warnings": warnings,
+            "threshold_busbw_gbs": threshold, "world_size": world,
+            "sizes": [{k: r.get(k) for k in ("size_bytes", "iterations", "time_us",
+                                             "algbw_gbs", "busbw_gbs", "correct")}
+                      for r in sizes],
+            "peak_busbw_gbs": peak["busbw_gbs"] if peak else None,
+            "peak_size_bytes": peak["size_bytes"] if peak else None,
+            "nodes": nodes}
+
+
+def render_markdown(section):
+    """The report's '## Collective' part (list of lines)."""
+    lines = ["## Collective (NCCL all-reduce)", "",
+             "Verdict: **%s** (%s)." % (section["status"].replace("_", " "), section["reason"]),
+             ""]
+    if section["nodes"]:
+        lines += ["| node | transport | HCAs found / used | GID index | bootstrap interface | NCCL |",
+                  "|---|---|---|---|---|---|"]
+        for host, n in section["nodes"].items():
+            hcas = "%s / %s" % (",".join(n["ib_devices_found"]) or "-",
+                                ",".join(n["ib_devices_used"]) or "-")
+            lines.append("| %s | %s | %s | %s | %s %s | %s |" % (
+                host, n["transport"] or "n/a", hcas, n["gid_index"] or "-",
+                n["bootstrap_interface"] or "n/a",
+                "(%s)" % n["bootstrap_address"] if n["bootstrap_address"] else "",
+                n["nccl_version"] or "n/a"))
+        lines.append("")
+    if section["sizes"]:
+        lines += ["| size | iterations | time us | algbw GB/s | busbw GB/s | correct |",
+                  "|---|---|---|---|---|---|"]
+        for r in section["sizes"]:
+            lines.append("| %s | %s | %s | %.2f | %.2f | %s |" % (
+                _fmt_size(r["size_bytes"]), r["iterations"], r["time_us"], r["algbw_gbs"],
+                r["busbw_gbs"], "yes" if r["correct"] else "NO"))
+        lines += ["", "Threshold: peak busbw >= %.2f GB/s. busbw = algbw x 2(n-1)/n "
+                  "(nccl-tests' all-reduce convention)." % section["threshold_busbw_gbs"], ""]
+    for w in section["warnings"]:
+        lines.append("- warning: " + w)
+    if section["warnings"]:
+        lines.append("")
+    return lines

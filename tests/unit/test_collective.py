@@ -1,0 +1,182 @@
+"""module_utils/spark_collective.py on what the probe really printed (fixtures/collective:
+two H200 through ../shared/gpu-netns, NCCL 2.28.9), plus IB cases written in NCCL's own
+line formats (no RDMA on that host), and the probe program's own helpers."""
+
+import importlib.util
+import pathlib
+
+from module_utils import spark_collective as sc
+
+FIX = pathlib.Path(__file__).parent / "fixtures" / "collective"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HOSTS = ["spark-head", "spark-worker"]
+
+
+def runs(case):
+    return {h: {"measured": True, "rc": 0, "output": (FIX / f"{case}-node{i}.log").read_text()}
+            for i, h in enumerate(HOSTS)}
+
+
+def expect(rdma=()):
+    return {h: {"rail0_interface": "enp1s0f1np1", "rdma_devices": list(rdma)} for h in HOSTS}
+
+
+def test_parse_real_pinned_run():
+    p = sc.parse_log((FIX / "pinned-node0.log").read_text())
+    assert p["start"]["world_size"] == 2 and p["start"]["nccl"] == "2.28.9"
+    assert p["start"]["pins"]["NCCL_SOCKET_IFNAME"] == "=enp1s0f1np1"
+    assert [r["size_bytes"] for r in p["results"]] == [1 << n for n in range(20, 31)]
+    assert all(r["correct"] for r in p["results"])
+    assert p["results"][-1] == {"algbw_gbs": 2.766, "busbw_gbs": 2.766, "correct": True,
+                                "iterations": 5, "rank": 0, "size_bytes": 1 << 30,
+                                "time_us": 388198.2}
+    n = p["nccl"]
+    assert n["version"] == "2.28.9+cuda13.0" and n["network"] == "Socket"
+    assert n["socket_devices"] == [{"index": 0, "interface": "enp1s0f1np1",
+                                    "address": "198.18.100.10"}]
+    assert n["ib_failed"] and not n["ib_devices"]
+    assert n["settings"]["NCCL_SOCKET_IFNAME"] == "=enp1s0f1np1"
+    assert {c["transport"] for c in n["channels"]} == {"NET/Socket"}
+    assert len(n["channels"]) == 4
+    assert p["done"]["peak_busbw_gbs"] == 2.832
+
+
+def test_pinned_run_passes_its_threshold_and_fails_the_rdma_one():
+    s = sc.collective_section(runs("pinned"), expect(), threshold=2.0, order=HOSTS)
+    assert s["status"] == "pass", s["reason"]
+    assert s["reason"] == ("all-reduce over NET/Socket on 2 node(s), peak busbw 2.83 GB/s "
+                           "at 128 MiB")
+    assert s["nodes"]["spark-worker"]["bootstrap_interface"] == "enp1s0f1np1"
+    assert s["nodes"]["spark-worker"]["bootstrap_address"] == "198.18.100.11"
+    assert len(s["sizes"]) == 11 and s["world_size"] == 2
+    s = sc.collective_section(runs("pinned"), expect(), order=HOSTS)  # default 10 GB/s
+    assert s["status"] == "fail"
+    assert "below 10.00 GB/s" in s["failures"][0] and "3 GB/s" in s["failures"][0]
+
+
+def test_rdma_expected_but_sockets_fails_with_nccls_reason():
+    """A real Spark's env (NCCL_IB_HCA, GID 3) on a host without RDMA: NCCL falls back."""
+    p = sc.parse_log((FIX / "ibfallback-node1.log").read_text())
+    assert p["nccl"]["ib_no_device"] and p["nccl"]["network"] == "Socket"
+    assert p["nccl"]["oob"] == {"interface": "enp1s0f1np1", "address": "198.18.100.11"}
+    assert p["nccl"]["settings"]["NCCL_IB_HCA"] == "rocep1s0f1,roceP2p1s0f1"
+    s = sc.collective_section(runs("ibfallback"), expect(), threshold=2.0, order=HOSTS)
+    assert s["status"] == "fail"
+    assert s["failures"][0].startswith(
+        "spark-head: RDMA expected (NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1, RDMA devices none) "
+        "but NCCL used NET/Socket: NCCL said 'NET/IB : No device found'")
+    assert s["nodes"]["spark-head"]["gid_index"] == "3"
+    # RDMA devices seen on the rails also make RDMA expected (env without NCCL_IB_HCA)
+    s = sc.collective_section(runs("pinned"), expect(["rocep1s0f1"]), threshold=2.0,
+                              order=HOSTS)
+    assert s["status"] == "fail" and "NCCL_IB_DISABLE=1" in s["failures"][0]
+
+
+def test_socket_pinned_to_the_wifi_fails():
+    s = sc.collective_section(runs("wifi"), expect(), threshold=2.0, order=HOSTS)
+    assert s["status"] == "fail"
+    assert s["failures"][0] == ("spark-head: NCCL's bootstrap/socket interface is wlP9s9 "
+                                "(198.19.0.10), not rail 0 enp1s0f1np1: "
+                                "NCCL_SOCKET_IFNAME==wlP9s9 pins the wrong interface")
+
+
+def test_not_measured_is_never_pass():
+    lab = {h: {"measured": False, "reason": "no NVIDIA GPU (/dev/nvidiactl missing)"}
+           for h in HOSTS}
+    s = sc.collective_section(lab, expect(), order=HOSTS)
+    assert s["status"] == "not_measured" and "spark-head: no NVIDIA GPU" in s["reason"]
+    assert sc.collective_section({}, expect())["status"] == "not_measured"
+
+
+def test_failed_rank_and_missing_node_fail():
+    r = runs("pinned")
+    r["spark-worker"] = {"measured": True, "rc": 3, "output": (
+        'SPARK_COLLECTIVE {"kind": "error", "rank": 1, "stage": "init", '
+        '"error": "DistStoreError: Timed out after 121 seconds"}\n')}
+    s = sc.collective_section(r, expect(), threshold=2.0, order=HOSTS)
+    assert s["status"] == "fail"
+    assert s["failures"] == ["spark-worker: the probe failed (exit 3): init: DistStoreError: "
+                             "Timed out after 121 seconds"]
+
+
+IB_LOG = """\
+spark-head:100:100 [0] NCCL INFO Bootstrap: Using enp1s0f1np1:192.168.100.10<0>
+spark-head:100:100 [0] NCCL INFO NCCL version 2.28.9+cuda13.0
+spark-head:100:200 [0] NCCL INFO NCCL_IB_HCA set to rocep1s0f1,roceP2p1s0f1
+spark-head:100:200 [0] NCCL INFO NCCL_IB_GID_INDEX set by environment to 3.
+spark-head:100:200 [0] NCCL INFO NET/IB : Using {using} [RO]; OOB enp1s0f1np1:192.168.100.10<0>
+spark-head:100:200 [0] NCCL INFO Using network IB
+spark-head:100:100 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/IB/0
+spark-head:100:100 [0] NCCL INFO Channel 01/0 : 1[0] -> 0[0] [receive] via NET/IB/{second}
+spark-head:100:100 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[0] [send] via NET/IB/0
+spark-head:100:100 [0] NCCL INFO Channel 01/0 : 0[0] -> 1[0] [send] via NET/IB/{second}
+SPARK_COLLECTIVE {{"kind": "start", "rank": 0, "world_size": 2, "pins": {{"NCCL_IB_HCA": "rocep1s0f1,roceP2p1s0f1", "NCCL_IB_GID_INDEX": "3", "NCCL_SOCKET_IFNAME": "=enp1s0f1np1"}}}}
+SPARK_COLLECTIVE {{"kind": "result", "rank": 0, "size_bytes": 1073741824, "iterations": 5, "time_us": 90000.0, "algbw_gbs": 11.93, "busbw_gbs": 11.93, "correct": true}}
+SPARK_COLLECTIVE {{"kind": "done", "rank": 0, "seconds": 9.0, "peak_busbw_gbs": 11.93}}
+"""
+BOTH = "[0]rocep1s0f1:1/RoCE [1]roceP2p1s0f1:1/RoCE"
+
+
+def ib_runs(using=BOTH, second=1):
+    text = IB_LOG.format(using=using, second=second)
+    return {h: {"measured": True, "rc": 0, "output": text} for h in HOSTS}
+
+
+def test_ib_both_twins_pass_and_report_hcas_gid_bootstrap():
+    p = sc.parse_log(IB_LOG.format(using=BOTH, second=1))
+    assert p["nccl"]["bootstrap"]["interface"] == "enp1s0f1np1"
+    assert [d["name"] for d in p["nccl"]["ib_devices"]] == ["rocep1s0f1", "roceP2p1s0f1"]
+    s = sc.collective_section(ib_runs(), expect(["rocep1s0f1", "roceP2p1s0f1"]), order=HOSTS)
+    assert s["status"] == "pass" and s["warnings"] == []
+    n = s["nodes"]["spark-head"]
+    assert n["transport"] == "NET/IB" and n["gid_index"] == "3"
+    assert n["ib_devices_used"] == ["roceP2p1s0f1", "rocep1s0f1"]
+    assert n["bootstrap_source"] == "Bootstrap line"
+
+
+def test_one_twin_unused_is_a_warning():
+    s = sc.collective_section(ib_runs(second=0), expect(["rocep1s0f1", "roceP2p1s0f1"]),
+                              order=HOSTS)
+    assert s["status"] == "pass"
+    assert s["warnings"][0].startswith("spark-head: one twin unused: no channel ran over "
+                                       "roceP2p1s0f1")
+    s = sc.collective_section(ib_runs(using="[0]rocep1s0f1:1/RoCE", second=0),
+                              expect(["rocep1s0f1", "roceP2p1s0f1"]), order=HOSTS)
+    assert "NCCL found rocep1s0f1 of NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1" in s["warnings"][0]
+
+
+def test_merged_virtual_device_counts_both_twins():
+    text = IB_LOG.format(using=BOTH, second=2).replace(
+        "NCCL INFO Using network IB",
+        "NCCL INFO NET/IB : Made virtual device [2] name=rocep1s0f1+roceP2p1s0f1 speed=200000 "
+        "ndevs=2\nspark-head:100:200 [0] NCCL INFO Using network IB")
+    text = text.replace("via NET/IB/0", "via NET/IB/2")
+    r = {h: {"measured": True, "rc": 0, "output": text} for h in HOSTS}
+    s = sc.collective_section(r, expect(["rocep1s0f1", "roceP2p1s0f1"]), order=HOSTS)
+    assert s["warnings"] == [] and s["nodes"]["spark-head"]["ib_devices_used"] == [
+        "roceP2p1s0f1", "rocep1s0f1"]
+
+
+def _probe_module():
+    path = ROOT / "roles" / "link_validation" / "files" / "spark_collective_probe.py"
+    spec = importlib.util.spec_from_file_location("spark_collective_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_probe_sizes_and_iterations():
+    probe = _probe_module()
+    assert probe.MARK == sc.MARK
+    assert probe.size_list("1M:1G") == [1 << n for n in range(20, 31)]
+    assert probe.size_list("1M,64M") == [1 << 20, 64 << 20]
+    assert probe.iterations(1 << 30, 4 << 30, 5, 50) == 5
+    assert probe.iterations(1 << 20, 4 << 30, 5, 50) == 50
+
+
+def test_probe_without_torch_reports_an_error_line(capsys, monkeypatch):
+    probe = _probe_module()
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    assert probe.main(["--sizes", "1M"]) == 3
+    parsed = sc.parse_log(capsys.readouterr().out)
+    assert parsed["errors"][0]["stage"] == "import"
