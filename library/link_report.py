@@ -48,10 +48,19 @@ options:
         run only on hosts whose runtime env file exists; elsewhere they are warnings.
     type: dict
     default: {}
+  collective:
+    description:
+      - Host name -> C({check, run}), the registered C(collective_probe) readiness check
+        and the C(async_status) result of its run. Empty = the collective step did not
+        run (the report says "not measured"; the verdict can then not be C(pass)).
+      - The output is parsed with C(module_utils/spark_collective.py).
+    type: dict
+    default: {}
   thresholds:
     description:
       - Keys C(ping_max_loss_pct), C(ping_max_rtt_avg_ms), C(mtu), C(tcp_min_gbps),
-        C(rdma_pass_gbps), C(rdma_stale_min_gbps), C(rdma_stale_max_gbps). Missing keys
+        C(rdma_pass_gbps), C(rdma_stale_min_gbps), C(rdma_stale_max_gbps),
+        C(collective_min_busbw_gbs). Missing keys
         take the module_utils defaults.
     type: dict
     default: {}
@@ -104,7 +113,7 @@ paths:
   returned: unless check mode
   type: dict
 report:
-  description: The full report (what the JSON file holds; C(schema_version) 1).
+  description: The full report (what the JSON file holds; C(schema_version) 2).
   returned: always
   type: dict
 """
@@ -112,6 +121,7 @@ report:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.spark_collective import runs_from_registered
 from ansible.module_utils.spark_report import PROBE_KINDS, build_report, write_report
 
 
@@ -163,6 +173,7 @@ def main():
             links=dict(type="dict", default={}),
             pinning=dict(type="dict", default={}),
             env_file_present=dict(type="dict", default={}),
+            collective=dict(type="dict", default={}),
             thresholds=dict(type="dict", default={}),
             line_rate_gbps=dict(type="float", default=0),
             report_dir=dict(type="path", required=True),
@@ -179,7 +190,8 @@ def main():
             p["pairs"], normalize_probes(p["probes"]), links=normalize_links(p["links"]),
             pinning=pinning, thresholds=p["thresholds"],
             line_rate_gbps=p["line_rate_gbps"] or None,
-            env_file_present=normalize_flags(p["env_file_present"]))
+            env_file_present=normalize_flags(p["env_file_present"]),
+            collective=runs_from_registered(p["collective"]))
     except (KeyError, TypeError, ValueError) as exc:
         module.fail_json(msg="cannot build the link report: %s" % exc,
                          exception=traceback.format_exc())

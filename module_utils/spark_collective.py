@@ -206,8 +206,8 @@ def collective_section(runs, expect=None, threshold=DEFAULT_MIN_BUSBW_GBS, order
         exp = expect.get(host) or {}
         if summary["errors"] or (summary["rc"] not in (0, None)):
             failures.append("%s: the probe failed (exit %s): %s" % (
-                host, summary["rc"], "; ".join(summary["errors"]) or "no error line; see "
-                "the node's log"))
+                host, summary["rc"], "; ".join(summary["errors"]) or runs[host].get("reason")
+                or "no error line; see the node's log"))
             continue
         if not parsed[host]["done"]:
             failures.append("%s: the probe did not finish (no 'done' line)" % host)
@@ -321,3 +321,131 @@ def render_markdown(section):
     if section["warnings"]:
         lines.append("")
     return lines
+
+
+# ----------------------------------------------------------------- running on a node
+
+PROBE_IN_CONTAINER = "/opt/spark-collective-probe.py"
+CONTAINER_NAME = "spark-collective-probe"
+GPU_DEVICE = "/dev/nvidiactl"
+
+
+def read_env_file(path):
+    """{key: value} of a docker env file (comments and blank lines skipped)."""
+    out = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                out[key.strip()] = value
+    return out
+
+
+def probe_argv(image, env_file, probe, python="python3", sizes="1M:1G", timeout=300,
+               extra_env=None, infiniband=False, docker="docker", name=CONTAINER_NAME):
+    """docker run of the probe in the runtime image, with the node's env file, host
+    network and IPC (rendezvous on rail 0 like the real start), all GPUs, RDMA devices
+    when the node has them."""
+    argv = [docker, "run", "--rm", "--name", name, "--network", "host", "--ipc", "host",
+            "--gpus", "all", "--ulimit", "memlock=-1", "--env-file", env_file]
+    for key, value in sorted((extra_env or {}).items()):
+        argv += ["-e", "%s=%s" % (key, value)]
+    if infiniband:
+        argv += ["--device", "/dev/infiniband"]
+    argv += ["-v", "%s:%s:ro" % (probe, PROBE_IN_CONTAINER), "--entrypoint", python, image,
+             PROBE_IN_CONTAINER, "--sizes", str(sizes), "--timeout", str(int(timeout))]
+    return argv
+
+
+def port_in_use(address, port):
+    """True when address:port cannot be bound (someone listens: the serving runtime)."""
+    import errno
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((address, int(port)))
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    finally:
+        sock.close()
+    return False
+
+
+def readiness(env_file, image, gpu_device=GPU_DEVICE, image_present=None, docker=None,
+              port_check=port_in_use):
+    """Can this node run the probe now? {ready, reason, node_rank, master, env}.
+
+    image_present(image) -> bool; docker: path of the docker binary or None. Checked in
+    order, the first missing thing is the reason (the lab stops at the GPU)."""
+    import os
+    out = {"ready": False, "reason": None, "node_rank": None, "master": None}
+    if not os.path.exists(gpu_device):
+        out["reason"] = "no NVIDIA GPU (%s missing): the all-reduce needs the real nodes" % (
+            gpu_device)
+        return out
+    if not os.path.isfile(env_file):
+        out["reason"] = "runtime env file %s missing: run site.yml first" % env_file
+        return out
+    try:
+        env = read_env_file(env_file)
+    except OSError as exc:
+        out["reason"] = "cannot read %s: %s" % (env_file, exc)
+        return out
+    out["node_rank"] = int(env["NODE_RANK"]) if env.get("NODE_RANK", "").isdigit() else None
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES") if not env.get(k)]
+    if missing:
+        out["reason"] = "%s lacks %s: re-run site.yml (runtime_env)" % (env_file, ", ".join(missing))
+        return out
+    out["master"] = "%s:%s" % (env["MASTER_ADDR"], env["MASTER_PORT"])
+    if not docker:
+        out["reason"] = "docker not found on this node"
+        return out
+    if image_present is not None and not image_present(image):
+        out["reason"] = "runtime image %s not on this node: run site.yml first" % image
+        return out
+    if env.get("NODE_RANK") == "0" and port_check(env["MASTER_ADDR"], env["MASTER_PORT"]):
+        out["reason"] = ("master port %s is in use (the serving runtime holds the GPUs and "
+                         "the rendezvous): stop spark-runtime.service on every node, run "
+                         "validate-link.yml --tags collective, then start it again"
+                         % out["master"])
+        return out
+    out["ready"] = True
+    return out
+
+
+def runs_from_registered(raw):
+    """{host: {check, run}} as the role registered them -> ({host: run}, [hosts in rank
+    order]) for collective_section; None when the collective step did not run."""
+    if not raw:
+        return None
+    runs, ranks = {}, {}
+    for host, item in raw.items():
+        check = (item or {}).get("check") or {}
+        run = (item or {}).get("run") or {}
+        ranks[host] = check.get("node_rank")
+        if run.get("finished") and "output" in run:
+            runs[host] = {"measured": bool(run.get("measured")), "rc": run.get("rc"),
+                          "output": run.get("output") or "", "reason": run.get("reason")}
+        elif check.get("ready") is False:
+            runs[host] = {"measured": False, "reason": check.get("reason") or "not ready"}
+        elif check.get("ready"):
+            runs[host] = {"measured": False, "reason": (
+                run.get("msg") or run.get("reason") or
+                "ready, but not started: another node was not ready")}
+        else:
+            runs[host] = {"measured": False, "reason": check.get("msg") or
+                          "the readiness check did not run"}
+    order = sorted(runs, key=lambda h: (ranks[h] is None, ranks[h] or 0, h))
+    return {"runs": runs, "order": order}
+
+
+def expect_from_links(links):
+    """{host: {rail0_interface, rdma_devices}} from the link facts (one dict per rail)."""
+    out = {}
+    for host, rails in (links or {}).items():
+        rails = rails or []
+        out[host] = {"rail0_interface": (rails[0] or {}).get("interface") if rails else None,
+                     "rdma_devices": [r.get("rdma_device") for r in rails
+                                      if r and r.get("rdma_device")]}
+    return out

@@ -18,7 +18,7 @@ from ansible.module_utils.spark_linkprobe import (
     thresholds_with_defaults,
 )
 from ansible.module_utils.spark_collective import (
-    collective_section, not_measured as collective_not_measured,
+    collective_section, expect_from_links, not_measured as collective_not_measured,
     render_markdown as render_collective_markdown,
 )
 from ansible.module_utils.spark_reportfiles import write_report_files
@@ -263,7 +263,8 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
             "the collective probe did not run (tag 'collective' skipped or "
             "link_validation_collective: false)", threshold)
     else:
-        coll = collective_section(collective.get("runs"), collective.get("expect"),
+        coll = collective_section(collective.get("runs"),
+                                  collective.get("expect") or expect_from_links(links),
                                   threshold, collective.get("order"))
     failures += ["collective: " + f for f in coll["failures"]]
     warnings += ["collective: " + w for w in coll["warnings"]]

@@ -180,3 +180,76 @@ def test_probe_without_torch_reports_an_error_line(capsys, monkeypatch):
     assert probe.main(["--sizes", "1M"]) == 3
     parsed = sc.parse_log(capsys.readouterr().out)
     assert parsed["errors"][0]["stage"] == "import"
+
+
+def test_readiness_stops_at_the_first_missing_thing(tmp_path):
+    env = tmp_path / "runtime.env"
+    gpu = tmp_path / "nvidiactl"
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker="/usr/bin/docker")
+    assert not r["ready"] and r["reason"].startswith("no NVIDIA GPU")
+    gpu.write_text("")
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker="/usr/bin/docker")
+    assert r["reason"] == f"runtime env file {env} missing: run site.yml first"
+    env.write_text("# head\nMASTER_ADDR=192.168.100.10\nMASTER_PORT=29501\nNODE_RANK=0\n"
+                   "NNODES=3\nNCCL_SOCKET_IFNAME==enp1s0f1np1\n")
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker=None)
+    assert r["reason"] == "docker not found on this node" and r["node_rank"] == 0
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker="d",
+                     image_present=lambda image: False)
+    assert r["reason"] == "runtime image img not on this node: run site.yml first"
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker="d",
+                     image_present=lambda image: True, port_check=lambda a, p: True)
+    assert "master port 192.168.100.10:29501 is in use" in r["reason"]
+    r = sc.readiness(str(env), "img", gpu_device=str(gpu), docker="d",
+                     image_present=lambda image: True, port_check=lambda a, p: False)
+    assert r["ready"] and r["master"] == "192.168.100.10:29501"
+
+
+def test_port_in_use_sees_a_listener():
+    import socket
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert sc.port_in_use("127.0.0.1", port)
+    assert not sc.port_in_use("127.0.0.1", port)
+
+
+def test_probe_argv_runs_the_image_with_the_env_file_and_host_network():
+    argv = sc.probe_argv("vllm-dspark-runtime:clean", "/etc/spark-cluster/runtime.env",
+                         "/tmp/p.py", python="/opt/env/bin/python", sizes="1M:1G",
+                         timeout=300, extra_env={"NCCL_DEBUG": "INFO"}, infiniband=True)
+    assert argv[:2] == ["docker", "run"]
+    joined = " ".join(argv)
+    for part in ("--network host", "--ipc host", "--gpus all",
+                 "--env-file /etc/spark-cluster/runtime.env", "-e NCCL_DEBUG=INFO",
+                 "--device /dev/infiniband", "-v /tmp/p.py:/opt/spark-collective-probe.py:ro",
+                 "--entrypoint /opt/env/bin/python vllm-dspark-runtime:clean "
+                 "/opt/spark-collective-probe.py --sizes 1M:1G --timeout 300"):
+        assert part in joined
+    assert "/dev/infiniband" not in " ".join(sc.probe_argv("i", "e", "p"))
+
+
+def test_registered_results_to_runs_in_rank_order():
+    out = (FIX / "pinned-node1.log").read_text()
+    raw = {
+        "spark-worker": {"check": {"ready": True, "node_rank": 1},
+                         "run": {"finished": 1, "measured": True, "rc": 0, "output": out}},
+        "spark-head": {"check": {"ready": True, "node_rank": 0},
+                       "run": {"finished": 1, "measured": True, "rc": 0,
+                               "output": (FIX / "pinned-node0.log").read_text()}},
+    }
+    got = sc.runs_from_registered(raw)
+    assert got["order"] == ["spark-head", "spark-worker"]
+    assert got["runs"]["spark-worker"]["output"] == out
+    lab = {h: {"check": {"ready": False, "reason": "no NVIDIA GPU (/dev/nvidiactl missing)",
+                         "node_rank": i}, "run": {"skipped": True}}
+           for i, h in enumerate(HOSTS)}
+    got = sc.runs_from_registered(lab)
+    assert got["runs"]["spark-head"] == {"measured": False,
+                                         "reason": "no NVIDIA GPU (/dev/nvidiactl missing)"}
+    assert sc.runs_from_registered({}) is None
+    links = {"spark-head": [{"interface": "enp1s0f1np1", "rdma_device": "rocep1s0f1"},
+                            {"interface": "enP2p1s0f1np1", "rdma_device": None}]}
+    assert sc.expect_from_links(links) == {
+        "spark-head": {"rail0_interface": "enp1s0f1np1", "rdma_devices": ["rocep1s0f1"]}}
