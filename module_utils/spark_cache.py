@@ -200,6 +200,37 @@ def verify_snapshot(snapshot_dir):
     return result
 
 
+# What the lab's seeded model carries in config.json: DeepSeek-V4-Flash's architecture
+# fields (the DSpark build keeps them), so the parallel-layout check
+# (module_utils/spark_layout.py) and anything else reading config.json see real numbers.
+LAB_MODEL_CONFIG = {
+    "architectures": ["DeepseekV4ForCausalLM"],
+    "model_type": "deepseek_v4",
+    "vocab_size": 129280,
+    "hidden_size": 4096,
+    "num_hidden_layers": 43,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 1,
+    "head_dim": 512,
+    "q_lora_rank": 1024,
+    "o_lora_rank": 1024,
+    "o_groups": 8,
+    "qk_rope_head_dim": 64,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 6,
+    "moe_intermediate_size": 2048,
+    "index_n_heads": 64,
+    "index_head_dim": 128,
+    "index_topk": 512,
+    "num_nextn_predict_layers": 1,
+    "max_position_embeddings": 1048576,
+    "sliding_window": 128,
+    "hc_mult": 4,
+    "torch_dtype": "bfloat16",
+}
+
+
 def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
     """Write a small fake model in hub layout (lab only: no hub access there).
 
@@ -222,7 +253,7 @@ def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
         files[name] = (len(header_bytes).to_bytes(8, "little") + header_bytes + body, "sha256")
         weight_map[tensor] = name
     index = {"metadata": {"total_size": shards * shard_bytes}, "weight_map": weight_map}
-    config = {"architectures": ["FakeForCausalLM"], "model_type": "spark-lab-fake", "_spark_lab": "fake weights, not a model"}
+    config = dict(LAB_MODEL_CONFIG, _spark_lab="fake weights, not a model: the config fields are the real model's")
     files["model.safetensors.index.json"] = (json.dumps(index, indent=2, sort_keys=True).encode() + b"\n", "git")
     files["config.json"] = (json.dumps(config, indent=2, sort_keys=True).encode() + b"\n", "git")
     changed = False

@@ -90,6 +90,19 @@ def test_compose_file_carries_the_field_flags(host, hostvars):
     assert "VLLM_API_KEY" not in text and "TOKEN" not in text
 
 
+def test_compose_layout_is_one_the_model_accepts(host, hostvars):
+    """TP x PP = nodes (one GPU per lab node), TP divides the seeded config's 64 heads:
+    two nodes run TP=2, three TP=1 x PP=3 (module_utils/spark_layout.py)."""
+    command = host.file("/etc/spark-cluster/compose.yml").content_string.split("command:", 1)[1]
+    args = [json.loads(line.strip()[2:]) for line in command.splitlines()
+            if line.strip().startswith("- ")]
+    tp = int(args[args.index("--tensor-parallel-size") + 1])
+    pp = int(args[args.index("--pipeline-parallel-size") + 1])
+    nnodes = 1 + len(hostvars["groups"]["spark_workers"])
+    assert tp * pp == nnodes and 64 % tp == 0
+    assert (tp, pp) == {2: (2, 1), 3: (1, 3), 4: (4, 1)}[nnodes]
+
+
 def test_unit_is_enabled_active_and_checks_pinning_first(host, hostvars):
     unit = host.file(f"/etc/systemd/system/{UNIT}").content_string
     assert ("ExecStartPre=/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py "

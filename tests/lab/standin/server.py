@@ -464,7 +464,7 @@ def run_head(args, env, delay):
     nnodes = args.nnodes
     log(f"mq_connect_ip={host_ip} (VLLM_HOST_IP)")
     log(f"distributed_init_method=tcp://{args.master_addr}:{args.master_port} "
-        f"world_size={args.tensor_parallel_size} rank=0 backend=gloo")
+        f"world_size={args.tensor_parallel_size * args.pipeline_parallel_size} rank=0 backend=gloo")
     if args.master_addr != host_ip:
         log(f"ERROR master_addr {args.master_addr} is not this node's VLLM_HOST_IP {host_ip}")
         return 1
@@ -505,7 +505,8 @@ def run_head(args, env, delay):
         conn.sendall(b"go\n")
         watch_peer(conn, f"worker rank {rank}")
     heartbeat(conns)
-    log(f"all {nnodes} node(s) joined: world_size={args.tensor_parallel_size}")
+    log(f"all {nnodes} node(s) joined: world_size={args.tensor_parallel_size * args.pipeline_parallel_size}"
+        f" (TP={args.tensor_parallel_size} x PP={args.pipeline_parallel_size})")
     phases(delay, args.standin_shards, 0)
     api = Api(args.served_model_name or args.model,
               null_content_bug=os.environ.get("STANDIN_NULL_CONTENT_BUG") == "1",
@@ -579,6 +580,7 @@ def parse_args(argv):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--pipeline-parallel-size", type=int, default=1)
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--node-rank", type=int, default=0)
     parser.add_argument("--master-addr", default="127.0.0.1")
@@ -597,7 +599,11 @@ def main(argv=None):
     log(f"vLLM API server version {VERSION}")
     log(f"non-default args: model={args.model!r} nnodes={args.nnodes} node_rank={args.node_rank} "
         f"headless={args.headless} tensor_parallel_size={args.tensor_parallel_size} "
-        f"other={' '.join(rest)}")
+        f"pipeline_parallel_size={args.pipeline_parallel_size} other={' '.join(rest)}")
+    problem = layout_problem(args)
+    if problem:
+        log(f"ERROR ValueError: {problem}")
+        return 1
     if args.speculative_config:
         try:
             spec = json.loads(args.speculative_config)
@@ -623,6 +629,28 @@ def main(argv=None):
     if args.node_rank == 0:
         return run_head(args, env, delay)
     return run_worker(args, env, delay)
+
+
+def layout_problem(args, hub=None):
+    """vLLM's own checks of the parallel layout (one GPU per lab node): world size =
+    nodes, and the model's attention heads divisible by TP (from the cached config.json)."""
+    hub = hub or os.environ.get("HF_HUB_CACHE") or "/root/.cache/huggingface/hub"
+    world = args.tensor_parallel_size * args.pipeline_parallel_size
+    if world != args.nnodes:
+        return (f"world size {world} (TP {args.tensor_parallel_size} x PP "
+                f"{args.pipeline_parallel_size}) != {args.nnodes} node(s) x 1 GPU")
+    rdir = os.path.join(hub, "models--" + args.model.replace("/", "--"))
+    try:
+        with open(os.path.join(rdir, "refs", "main"), encoding="utf-8") as ref:
+            commit = ref.read().strip()
+        with open(os.path.join(rdir, "snapshots", commit, "config.json"), encoding="utf-8") as fh:
+            heads = int(json.load(fh).get("num_attention_heads") or 0)
+    except (OSError, ValueError):
+        return None  # no readable config: vLLM would fail later, on loading
+    if heads and heads % args.tensor_parallel_size:
+        return (f"Total number of attention heads ({heads}) must be divisible by tensor "
+                f"parallel size ({args.tensor_parallel_size}).")
+    return None
 
 
 def signal_exit():

@@ -1,0 +1,108 @@
+"""module_utils/spark_layout.py: TP x PP from the model's config.json (the lab's seeded
+DeepSeek-V4-Flash fields), choices for 1..6 nodes, and refusals that name the numbers."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from module_utils import spark_cache, spark_layout as sl
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
+
+
+@pytest.fixture
+def dims(tmp_path):
+    """Read back from a hub cache seeded the way the lab seeds it."""
+    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    config, path = sl.read_config(str(tmp_path), REPO)
+    assert path.endswith("config.json") and "/snapshots/" in path
+    assert config["model_type"] == "deepseek_v4"
+    return sl.model_dims(config)
+
+
+def test_dims_from_the_seeded_config(dims):
+    assert (dims["heads"], dims["kv_heads"], dims["layers"]) == (64, 1, 43)
+    assert dims["fields"] == {"num_attention_heads": 64, "num_key_value_heads": 1,
+                              "num_hidden_layers": 43}
+
+
+@pytest.mark.parametrize("nodes,tp,pp", [(1, 1, 1), (2, 2, 1), (3, 1, 3), (4, 4, 1),
+                                         (5, 1, 5), (6, 2, 3), (8, 8, 1)])
+def test_chosen_layouts(dims, nodes, tp, pp):
+    got = sl.choose_layout(nodes, 1, dims)
+    assert (got["tp"], got["pp"], got["world"]) == (tp, pp, nodes) and got["chosen"]
+    assert got["tp"] * got["pp"] == nodes
+    assert 64 % got["tp"] == 0
+
+
+def test_three_nodes_get_pipeline_stages_with_the_reason(dims):
+    got = sl.choose_layout(3, 1, dims)
+    assert got["reason"] == ("TP=1 x PP=3: TP=3 does not split the model (TP=3 does not divide "
+                             "the 64 attention heads), so 3 pipeline stages of 1 GPU(s)")
+    assert got["options"] == [[1, 3]]
+
+
+def test_three_nodes_tp3_is_refused_naming_numbers_and_options(dims):
+    with pytest.raises(sl.LayoutError) as err:
+        sl.choose_layout(3, 1, dims, tp=3)
+    msg = str(err.value)
+    assert msg.startswith("TP=3 does not divide the 64 attention heads. The cluster has 3 "
+                          "node(s) x 1 GPU(s) = 3 GPUs; the model has 64 attention heads, "
+                          "1 key/value heads, 43 layers.")
+    assert "TP=1 x PP=3 (serving_tensor_parallel_size: 1, serving_pipeline_parallel_size: 3" in msg
+    assert msg.endswith("a cluster of 2, 4 or 8 nodes, whose 2/4/8 GPUs tensor parallelism "
+                        "alone splits.")
+
+
+def test_three_nodes_without_pipeline_is_refused(dims):
+    with pytest.raises(sl.LayoutError, match=r"allow pipeline parallelism .*TP=1 x PP=3"):
+        sl.choose_layout(3, 1, dims, allow_pipeline=False)
+
+
+def test_requested_layouts_checked(dims):
+    assert sl.choose_layout(4, 1, dims, tp=2)["pp"] == 2
+    assert sl.choose_layout(4, 1, dims, pp=4)["tp"] == 1
+    assert not sl.choose_layout(2, 1, dims, tp=2, pp=1)["chosen"]
+    with pytest.raises(sl.LayoutError, match="TP=2 x PP=2 = 4 does not use the 3 GPUs"):
+        sl.choose_layout(3, 1, dims, tp=2, pp=2)
+    with pytest.raises(sl.LayoutError, match="PP=50 exceeds the 43 layers"):
+        sl.choose_layout(50, 1, dims, tp=1)
+
+
+def test_grouped_kv_heads_and_missing_fields():
+    gqa = sl.model_dims({"num_attention_heads": 32, "num_key_value_heads": 8,
+                         "num_hidden_layers": 32})
+    assert sl.tp_fits(16, gqa) is None  # 16 is a multiple of 8: KV heads replicated
+    assert sl.tp_fits(12, gqa) == "TP=12 does not divide the 32 attention heads"
+    nested = sl.model_dims({"model_type": "x", "text_config": {"num_attention_heads": 8,
+                                                               "num_hidden_layers": 4}})
+    assert nested["heads"] == 8
+    with pytest.raises(sl.LayoutError, match="no attention heads"):
+        sl.model_dims({"num_hidden_layers": 4})
+
+
+def test_missing_config_says_what_to_do(tmp_path):
+    with pytest.raises(sl.LayoutError, match=r"not in the hub cache .* \(run site.yml"):
+        sl.read_config(str(tmp_path), REPO)
+
+
+def _standin():
+    spec = importlib.util.spec_from_file_location("standin_layout", ROOT / "tests/lab/standin/server.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_standin_refuses_like_vllm(tmp_path):
+    server = _standin()
+    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "3"])
+    assert server.layout_problem(args, str(tmp_path)) == (
+        "Total number of attention heads (64) must be divisible by tensor parallel size (3).")
+    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "1",
+                                 "--pipeline-parallel-size", "3"])
+    assert server.layout_problem(args, str(tmp_path)) is None
+    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "2"])
+    assert "world size 2" in server.layout_problem(args, str(tmp_path))
