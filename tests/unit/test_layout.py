@@ -1,14 +1,11 @@
 """module_utils/spark_layout.py: TP x PP from the model's config.json (the lab's seeded
 DeepSeek-V4-Flash fields), choices for 1..6 nodes, and refusals that name the numbers."""
 
-import importlib.util
-import pathlib
-
 import pytest
+from test_firewall import load_standin
 
 from module_utils import spark_cache, spark_layout as sl
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
 
 
@@ -88,15 +85,8 @@ def test_missing_config_says_what_to_do(tmp_path):
         sl.read_config(str(tmp_path), REPO)
 
 
-def _standin():
-    spec = importlib.util.spec_from_file_location("standin_layout", ROOT / "tests/lab/standin/server.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_standin_refuses_like_vllm(tmp_path):
-    server = _standin()
+    server = load_standin()
     spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
     args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "3"])
     assert server.layout_problem(args, str(tmp_path)) == (
