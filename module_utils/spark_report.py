@@ -292,9 +292,38 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
         "warnings": warnings,
         "thresholds": th,
         "rails": rail_out,
+        "pairs": pairs_view(rail_out),
         "collective": coll,
         "nodes": nodes,
     }
+
+
+def pair_key(a, b):
+    return "%s <-> %s" % (a, b)
+
+
+def pairs_view(rails):
+    """The same measurements keyed by node pair ("a <-> b", in plan order), then rail:
+    with more than two nodes every pair is measured on every rail (worker-to-worker
+    traffic is as real in a ring all-reduce as head-to-worker)."""
+    out = {}
+    for rail in rails:
+        for d in rail["directions"]:
+            a, b = d["src_host"], d["dst_host"]
+            key = pair_key(b, a) if pair_key(b, a) in out else pair_key(a, b)
+            entry = out.setdefault(key, {"nodes": [a, b], "rails": {}, "verdict": PASS})
+            per_rail = entry["rails"].setdefault(str(rail["index"]), {"directions": []})
+            per_rail["directions"].append({
+                "direction": d["direction"], "verdict": d["verdict"],
+                "tcp_best_gbps": max([v for v in (d["tcp"]["single_gbps"], d["tcp"]["parallel_gbps"])
+                                      if v is not None] or [None], key=lambda v: v or 0),
+                "rdma_gbps": d["rdma"]["gbps"], "rtt_avg_ms": d["ping"]["rtt_avg_ms"],
+                "failures": d["failures"]})
+    for entry in out.values():
+        verdicts = [x["verdict"] for r in entry["rails"].values() for x in r["directions"]]
+        entry["verdict"] = (FAIL if FAIL in verdicts else PASS if verdicts and
+                            all(v == PASS for v in verdicts) else "incomplete")
+    return out
 
 
 def _summary(overall, failures, rails, coll):
@@ -348,6 +377,17 @@ def render_markdown(report):
         for d in rail["directions"]:
             if d["rdma"]["status"] == NOT_MEASURED:
                 lines.append("- RDMA %s: not measured: %s" % (d["direction"], d["rdma"]["reason"]))
+        lines.append("")
+    if len(report["pairs"]) > 1:
+        lines += ["## Node pairs", "",
+                  "| pair | rail | direction | RTT avg ms | TCP best Gb/s | RDMA Gb/s | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, entry in report["pairs"].items():
+            for index, per_rail in sorted(entry["rails"].items()):
+                for x in per_rail["directions"]:
+                    lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                        key, index, x["direction"], _f(x["rtt_avg_ms"], "%.3f"),
+                        _f(x["tcp_best_gbps"]), _f(x["rdma_gbps"]), x["verdict"]))
         lines.append("")
     lines += render_collective_markdown(report["collective"])
     if report["failures"]:

@@ -77,7 +77,7 @@ def collective(case="pinned"):
 # The harness' socket transport peaks near 2.8 GB/s: below the RDMA default of 10.
 SOCKET_TH = {"collective_min_busbw_gbs": 2.0}
 TOP_KEYS = {"schema", "schema_version", "generated_at", "verdict", "fit_for_tensor_parallel",
-            "summary", "failures", "warnings", "thresholds", "rails", "collective", "nodes"}
+            "summary", "failures", "warnings", "thresholds", "rails", "pairs", "collective", "nodes"}
 DIRECTION_KEYS = {"id", "direction", "src_host", "dst_host", "src_interface", "dst_interface",
                   "src_address", "dst_address", "ping", "mtu", "tcp", "rdma", "checks",
                   "verdict", "failures", "not_measured"}
@@ -112,9 +112,17 @@ def test_all_pass_and_stable_keys():
 
 
 def test_collective_not_run_or_below_threshold_is_never_pass():
-    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    # the lab: no RDMA, no GPU: incomplete, the all-reduce named as not measured
+    r = rep.build_report(PAIRS, all_probes(rdma_file=None), links(rdma_dev=False),
+                         generated_at=WHEN)
     assert r["verdict"] == "incomplete" and r["collective"]["status"] == "not_measured"
     assert "the NCCL all-reduce" in r["summary"]
+    # real Sparks (RDMA devices) where the collective did not run: fail, never incomplete
+    r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN)
+    assert r["verdict"] == "fail"
+    assert r["failures"] == ["collective: not measured on nodes with RDMA devices (spark-head, "
+                             "spark-worker): the collective probe did not run (tag 'collective' "
+                             "skipped or link_validation_collective: false)"]
     # the same real run against the default (RDMA) threshold of 10 GB/s
     r = rep.build_report(PAIRS, all_probes(), links(), generated_at=WHEN,
                          collective=collective())
@@ -172,7 +180,8 @@ def test_pinning_problems_fail_only_when_deployed():
     assert r["nodes"]["spark-head"]["pinning"]["note"] == (
         "vLLM would take 198.19.0.10 (wlP9s9) if VLLM_HOST_IP were unset")
     r = rep.build_report(PAIRS, all_probes(), links(), pinning=pin, generated_at=WHEN,
-                         env_file_present={"spark-head": True})
+                         env_file_present={"spark-head": True}, collective=collective(),
+                         thresholds=SOCKET_TH)
     assert r["verdict"] == "fail"
     assert r["failures"] == ["spark-head pinning: VLLM_HOST_IP is not set"]
 
@@ -220,7 +229,8 @@ def test_worker_driver_lost_its_rdma_twin_fails_not_incomplete():
     assert d["rdma"]["status"] == "fail" and d["verdict"] == "fail"
     assert "nodes with RDMA devices (spark-head)" in d["rdma"]["reason"]
     assert "no RDMA device for this rail on spark-worker" in d["rdma"]["reason"]
-    assert len(r["failures"]) == 4 and r["rails"][1]["verdict"] == "fail"
+    assert len([f for f in r["failures"] if f.startswith("rail ")]) == 4
+    assert r["rails"][1]["verdict"] == "fail"
 
 
 def test_rdma_switched_off_on_nodes_with_rdma_fails():
@@ -229,7 +239,8 @@ def test_rdma_switched_off_on_nodes_with_rdma_fails():
              for p in PAIRS]
     r = rep.build_report(pairs, all_probes(rdma_file=None), links(), generated_at=WHEN)
     assert r["verdict"] == "fail"
-    assert all("disabled (link_validation_rdma: false)" in f for f in r["failures"])
+    assert all("disabled (link_validation_rdma: false)" in f for f in r["failures"]
+               if f.startswith("rail "))
 
 
 def test_rdma_device_elsewhere_on_the_node_counts_as_rdma():
@@ -252,7 +263,9 @@ def test_ping_that_did_not_run_fails_on_nodes_with_rdma():
 def test_no_pair_at_all_on_nodes_with_rdma_fails():
     r = rep.build_report([], {}, links(), generated_at=WHEN)
     assert r["verdict"] == "fail"
-    assert r["failures"] == ["no rail measured, and the nodes have RDMA devices (spark-head, spark-worker)"]
+    assert r["failures"][0] == "no rail measured, and the nodes have RDMA devices (spark-head, spark-worker)"
+    # the collective did not run either: on nodes with RDMA that fails too, never "incomplete"
+    assert r["failures"][1].startswith("collective: not measured on nodes with RDMA devices")
 
 
 def test_ib_write_bw_that_ran_and_failed_is_a_failure_with_its_error():
@@ -266,7 +279,7 @@ def test_ib_write_bw_that_ran_and_failed_is_a_failure_with_its_error():
     assert d["rdma"]["status"] == "fail"
     assert d["rdma"]["reason"].startswith("ib_write_bw failed: ")
     assert d["checks"]["rdma"]["reason"] == d["rdma"]["reason"]
-    assert r["verdict"] == "fail" and len(r["failures"]) == 4
+    assert r["verdict"] == "fail" and len([f for f in r["failures"] if f.startswith("rail ")]) == 4
 
 
 def test_rdma_device_without_a_resolved_gid_is_a_failure():
@@ -291,3 +304,37 @@ def test_perftest_missing_on_a_node_with_rdma_is_a_failure():
     d = r["rails"][0]["directions"][1]
     assert d["rdma"]["status"] == "fail"
     assert d["rdma"]["reason"] == "RDMA devices present but not measured: ib_write_bw (perftest) not installed"
+
+def test_three_nodes_every_pair_on_every_rail_keyed_by_pair():
+    hosts = ["spark-head", "spark-worker", "spark-worker2"]
+    pairs = []
+    for rail in (0, 1):
+        for i, a in enumerate(hosts):
+            for b in hosts[i + 1:]:
+                for src, dst in ((a, b), (b, a)):
+                    p = pair(rail, src, dst)
+                    p["src_address"] = f"198.18.10{rail}.{10 + hosts.index(src)}"
+                    p["dst_address"] = f"198.18.10{rail}.{10 + hosts.index(dst)}"
+                    pairs.append(p)
+    ids = [p["id"] for p in pairs]
+    probes = {"ping": {i: ping("ping_ok") for i in ids},
+              "ping_df": {i: ping("ping_df_ok") for i in ids},
+              "tcp_single": {i: tcp("iperf3_single") for i in ids},
+              "tcp_parallel": {i: tcp("iperf3_parallel_0", "iperf3_parallel_1") for i in ids},
+              "rdma": {i: rdma("ib_write_bw_pass.txt") for i in ids}}
+    lk = links()
+    lk["spark-worker2"] = lk["spark-worker"]
+    r = rep.build_report(pairs, probes, lk, generated_at=WHEN)
+    assert list(r["pairs"]) == ["spark-head <-> spark-worker", "spark-head <-> spark-worker2",
+                                "spark-worker <-> spark-worker2"]
+    ww = r["pairs"]["spark-worker <-> spark-worker2"]
+    assert ww["nodes"] == ["spark-worker", "spark-worker2"] and ww["verdict"] == "pass"
+    assert sorted(ww["rails"]) == ["0", "1"]
+    assert [d["direction"] for d in ww["rails"]["1"]["directions"]] == [
+        "spark-worker -> spark-worker2", "spark-worker2 -> spark-worker"]
+    assert ww["rails"]["0"]["directions"][0]["tcp_best_gbps"] == 29.078
+    assert len(r["rails"][0]["directions"]) == 6
+    md = rep.render_markdown(r)
+    assert "## Node pairs" in md
+    assert ("| spark-worker <-> spark-worker2 | 1 | spark-worker2 -> spark-worker | 0.052 | "
+            "29.08 | 92.58 | pass |") in md
