@@ -96,3 +96,34 @@ def test_standin_refuses_like_vllm(tmp_path):
     assert server.layout_problem(args, str(tmp_path)) is None
     args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "2"])
     assert "world size 2" in server.layout_problem(args, str(tmp_path))
+
+
+def test_module_refuses_three_nodes_tp3_through_ansible(tmp_path):
+    """The module as a play runs it: 3 nodes, TP=3 forced, a seeded hub cache."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    env = dict(os.environ, ANSIBLE_LIBRARY=str(root / "library"),
+               ANSIBLE_MODULE_UTILS=str(root / "module_utils"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    ansible = str(pathlib.Path(sys.executable).with_name("ansible"))
+
+    def run(**args):
+        module_args = json.dumps(dict(hub_dir=str(tmp_path), repo=REPO, nodes=3, **args))
+        out = subprocess.run([ansible, "localhost", "-c", "local", "-m", "serving_layout",
+                              "-a", module_args, "-e", f"ansible_python_interpreter={sys.executable}"],
+                             capture_output=True, text=True, env=env, check=False)
+        text = out.stdout[out.stdout.index("{"):]  # after any timing callback's line
+        result = json.JSONDecoder().raw_decode(text)[0]["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        return out.returncode, result
+
+    rc, result = run(tensor_parallel_size=3)
+    assert rc != 0 and result["failed"]
+    assert result["msg"].startswith(f"{REPO}: TP=3 does not divide the 64 attention heads.")
+    rc, result = run()
+    assert rc == 0 and (result["tp"], result["pp"]) == (1, 3) and not result["changed"]
