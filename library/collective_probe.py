@@ -51,6 +51,10 @@ options:
     description: Seconds for the rendezvous and each collective; the whole run gets twice this.
     type: int
     default: 300
+  gpu_device:
+    description: The device node whose presence means an NVIDIA GPU (another path for tests).
+    type: path
+    default: /dev/nvidiactl
   extra_env:
     description: Variables added to those of the env file (NCCL_DEBUG and NCCL_DEBUG_SUBSYS by default).
     type: dict
@@ -138,6 +142,7 @@ def main():
             python=dict(type="str", default="python3"),
             sizes=dict(type="str", default="1M:1G"),
             timeout=dict(type="int", default=300),
+            gpu_device=dict(type="path", default="/dev/nvidiactl"),
             extra_env=dict(type="dict", default={"NCCL_DEBUG": "INFO",
                                                  "NCCL_DEBUG_SUBSYS": "INIT,NET,BOOTSTRAP",
                                                  "PYTHONUNBUFFERED": "1"}),
@@ -154,6 +159,7 @@ def main():
 
     if p["mode"] == "check":
         module.exit_json(changed=False, **readiness(p["env_file"], p["image"],
+                                                    gpu_device=p["gpu_device"],
                                                     image_present=image_present,
                                                     docker=docker))
     if module.check_mode:

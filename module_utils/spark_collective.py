@@ -293,7 +293,8 @@ def collective_section(runs, expect=None, threshold=DEFAULT_MIN_BUSBW_GBS, order
 def render_markdown(section):
     """The report's '## Collective' part (list of lines)."""
     lines = ["## Collective (NCCL all-reduce)", "",
-             "Verdict: **%s** (%s)." % (section["status"].replace("_", " "), section["reason"]),
+             "Verdict: **%s** (%s)." % (section["status"].replace("_", " "),
+                                        section["reason"].rstrip(".")),
              ""]
     if section["nodes"]:
         lines += ["| node | transport | HCAs found / used | GID index | bootstrap interface | NCCL |",
