@@ -253,3 +253,36 @@ def test_registered_results_to_runs_in_rank_order():
                             {"interface": "enP2p1s0f1np1", "rdma_device": None}]}
     assert sc.expect_from_links(links) == {
         "spark-head": {"rail0_interface": "enp1s0f1np1", "rdma_devices": ["rocep1s0f1"]}}
+
+
+# ---------------------------------------------------------------- the module, in-process
+
+def test_module_check_and_run_with_a_stand_in_docker(tmp_path, monkeypatch, capsys):
+    """library/collective_probe.py: readiness, then a run whose docker prints what the
+    real probe printed on the H200 host (the fixture), as the role's async task gets it."""
+    import collective_probe
+    from test_cx7 import run_module
+
+    gpu = tmp_path / "nvidiactl"
+    env = tmp_path / "runtime.env"
+    env.write_text("MASTER_ADDR=127.0.0.1\nMASTER_PORT=1\nNODE_RANK=1\nNNODES=2\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    docker = bindir / "docker"
+    docker.write_text("#!/bin/sh\n[ \"$1\" = run ] && cat %s\nexit 0\n"
+                      % (FIX / "pinned-node1.log"))
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    args = {"image": "img", "env_file": str(env), "gpu_device": str(gpu)}
+    rc, out = run_module(collective_probe, dict(args, mode="check"), capsys)
+    assert rc == 0 and not out["ready"] and out["reason"].startswith("no NVIDIA GPU")
+    gpu.write_text("")
+    rc, out = run_module(collective_probe, dict(args, mode="check"), capsys)
+    assert rc == 0 and out["ready"] and out["node_rank"] == 1 and not out["changed"]
+    rc, out = run_module(collective_probe, dict(args, mode="run", probe="/p.py",
+                                                _ansible_check_mode=True), capsys)
+    assert out["measured"] is False and out["reason"] == "check mode: not run"
+    rc, out = run_module(collective_probe, dict(args, mode="run", probe="/p.py"), capsys)
+    assert rc == 0 and out["measured"] and out["rc"] == 0
+    assert out["command"][-4:] == ["--sizes", "1M:1G", "--timeout", "300"]
+    assert sc.parse_log(out["output"])["done"]["peak_busbw_gbs"] == 2.832

@@ -127,3 +127,26 @@ def test_module_refuses_three_nodes_tp3_through_ansible(tmp_path):
     assert result["msg"].startswith(f"{REPO}: TP=3 does not divide the 64 attention heads.")
     rc, result = run()
     assert rc == 0 and (result["tp"], result["pp"]) == (1, 3) and not result["changed"]
+
+
+def test_module_in_process(tmp_path, capsys):
+    import serving_layout
+    from test_cx7 import run_module
+
+    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": REPO, "nodes": 4},
+                         capsys)
+    assert rc == 0 and (out["tp"], out["pp"]) == (4, 1)
+    assert out["fields"]["num_attention_heads"] == 64
+    rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": REPO, "nodes": 3,
+                                          "allow_pipeline": False}, capsys)
+    assert rc == 1 and out["failed"] and "allow pipeline parallelism" in out["msg"]
+    model_dir = tmp_path / "local-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"num_attention_heads": 6, "num_hidden_layers": 2}')
+    rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": str(model_dir),
+                                          "nodes": 4}, capsys)
+    assert rc == 0 and (out["tp"], out["pp"]) == (2, 2)  # 6 heads: TP 4 cannot, 2 x 2 can
+    rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": str(model_dir),
+                                          "nodes": 5}, capsys)
+    assert rc == 1 and "no tensor x pipeline split of 5 GPUs fits the model" in out["msg"]
