@@ -1,0 +1,59 @@
+"""The link-validation probe plan (roles/link_validation/templates/pairs.yml.j2) covers
+every pair of nodes on every rail, both directions, with port blocks that do not
+overlap and fit the firewall's range (roles/firewall/vars/main.yml)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def plan(tmp_path, nodes):
+    hosts = {f"n{i}": {"spark_rails": [{"interface": "enp1s0f1np1", "address": f"198.18.100.{10 + i}/24"},
+                                       {"interface": "enP2p1s0f1np1", "address": f"198.18.101.{10 + i}/24"}]}
+             for i in range(nodes)}
+    inv = {"spark": {"vars": {"ansible_connection": "local"}, "children": {
+        "spark_head": {"hosts": {"n0": hosts["n0"]}},
+        "spark_workers": {"hosts": {h: v for h, v in hosts.items() if h != "n0"}}}}}
+    (tmp_path / "inv.yml").write_text(yaml.safe_dump(inv))
+    defaults = yaml.safe_load((ROOT / "roles/link_validation/defaults/main.yml").read_text())
+    fw = yaml.safe_load((ROOT / "roles/firewall/vars/main.yml").read_text())
+    play = [{"hosts": "spark", "gather_facts": False, "roles": ["spark_common"], "vars": {
+        **{k: defaults[k] for k in ("link_validation_iperf3_processes", "link_validation_rdma")},
+        "firewall_probe_pairs": fw["firewall_probe_pairs"]},
+        "tasks": [
+            {"ansible.builtin.set_fact": {"link_validation_link": {"results": [
+                {"probe": {"cpus": 4, "rdma_device": None}}] * 2}}},
+            {"ansible.builtin.copy": {"dest": str(tmp_path / "plan.json"), "mode": "0644", "content":
+             "{{ {'pairs': lookup('ansible.builtin.template', '%s') | from_yaml, 'fw': firewall_probe_pairs | int}"
+             " | to_json }}" % (ROOT / "roles/link_validation/templates/pairs.yml.j2")},
+             "run_once": True, "delegate_to": "localhost"}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    run = subprocess.run([str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i",
+                          str(tmp_path / "inv.yml"), str(tmp_path / "play.yml"), "-e",
+                          f"ansible_python_interpreter={sys.executable}"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return json.loads((tmp_path / "plan.json").read_text())
+
+
+def test_three_nodes_every_pair_every_rail(tmp_path):
+    got = plan(tmp_path, 3)
+    pairs = got["pairs"]
+    assert [p["id"] for p in pairs] == [
+        f"r{r}:{s}>{d}" for r in (0, 1) for s, d in
+        (("n0", "n1"), ("n1", "n0"), ("n0", "n2"), ("n2", "n0"), ("n1", "n2"), ("n2", "n1"))]
+    assert pairs[4]["src_address"] == "198.18.100.11" and pairs[4]["dst_address"] == "198.18.100.12"
+    assert pairs[11]["label"] == "rail 1 enP2p1s0f1np1: n2 -> n1"
+    # one block of ports per direction, no overlap, all inside the firewall's range
+    block = 8 + 2
+    assert len({p["tcp_port"] for p in pairs}) == 12 and got["fw"] == 12
+    assert max(p["tcp_parallel_port"] + p["tcp_processes"] for p in pairs) <= 5201 + got["fw"] * block
+    assert sorted(p["rdma_port"] for p in pairs) == list(range(18515, 18515 + got["fw"]))
+    assert all(p["rdma_status"] == "not_measured" for p in pairs)
