@@ -23,7 +23,7 @@ JOURNAL = "/var/lib/spark-cluster/qsfp-journal"
 RAILS = ["enp1s0f1np1", "enP2p1s0f1np1"]
 
 
-def playbook(*args, timeout=600):
+def playbook(*args, timeout=1200):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     tool = pathlib.Path(sys.executable).with_name("ansible-playbook")
     run = subprocess.run([str(tool), "-i", str(ROOT / "inventory" / "lab"), *args],
