@@ -50,6 +50,12 @@ options:
     type: list
     elements: str
     default: []
+  client_ports:
+    description:
+      - "More services restricted like the API, C(name: {port, clients}) (e.g. Prometheus on the
+        management address): the TCP port accepts only its client networks and loopback."
+    type: dict
+    default: {}
   protected_ports:
     description: Ports the firewall must never restrict (SSH); an input that would is refused.
     type: list
@@ -114,6 +120,7 @@ def main():
             api_port=dict(type="int", default=0),
             api_clients=dict(type="list", elements="str", default=[]),
             protected_ports=dict(type="list", elements="int", default=[22]),
+            client_ports=dict(type="dict", default={}),
             header=dict(type="str", default=""),
         ),
         supports_check_mode=True,
@@ -127,7 +134,7 @@ def main():
         rail_tcp = {k: v if isinstance(v, list) else [v] for k, v in p["rail_tcp"].items()}
         rail_udp = {k: v if isinstance(v, list) else [v] for k, v in p["rail_udp"].items()}
         plan = build_plan(p["rail_addresses"], rail_tcp, rail_udp, eph, p["api_port"] or None,
-                          p["api_clients"], p["protected_ports"])
+                          p["api_clients"], p["protected_ports"], p["client_ports"])
     except (FirewallError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ruleset=render(plan, p["header"]), plan=plan,

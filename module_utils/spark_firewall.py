@@ -124,13 +124,15 @@ def collapse(nets):
 # --------------------------------------------------------------------------- plan
 
 def build_plan(rail_addresses, rail_tcp, rail_udp=None, ephemeral_range=None, api_port=None,
-               api_clients=None, protected_ports=(22,)):
+               api_clients=None, protected_ports=(22,), client_ports=None):
     """Validate the inputs and return the plan the ruleset is rendered from.
 
     rail_tcp / rail_udp: {purpose: [port specs]} accepted only from the rails.
     ephemeral_range: (lo, hi) of the NCCL/gloo listening ports (TCP), or None.
     api_port: the API port (TCP), accepted only from api_clients (and loopback); None = no rule.
     protected_ports: ports the firewall must never restrict (SSH).
+    client_ports: more services like the API, {name: {"port": p, "clients": [cidr]}}: the
+    port (TCP) accepted only from its clients and loopback (Prometheus).
     """
     purposes_tcp = {}
     for purpose, specs in sorted((rail_tcp or {}).items()):
@@ -162,6 +164,17 @@ def build_plan(rail_addresses, rail_tcp, rail_udp=None, ephemeral_range=None, ap
                 "choose an API port outside the cluster ports")
         if int(api_port) in [int(p) for p in protected_ports or ()]:
             raise FirewallError(f"spark_api_port {api_port} is protected (SSH)")
+    extra = []
+    taken = {api_port} if api_port is not None else set()
+    for name, spec in sorted((client_ports or {}).items()):
+        port = parse_port_spec((spec or {}).get("port"), f"{name} port")[0]
+        if in_ranges(port, tcp) or port in taken or port in [int(p) for p in protected_ports or ()]:
+            raise FirewallError(
+                f"{name} port {port} is already a cluster, API or protected port: choose another one")
+        taken.add(port)
+        nets_v4, nets_v6 = collapse(client_networks(spec.get("clients"), f"{name} clients"))
+        extra.append({"name": name, "port": port, "clients_v4": [str(n) for n in nets_v4],
+                      "clients_v6": [str(n) for n in nets_v6]})
     rails_v4, rails_v6 = collapse(rail_networks(rail_addresses))
     clients_v4, clients_v6 = collapse(client_networks(api_clients))
     return {
@@ -174,6 +187,7 @@ def build_plan(rail_addresses, rail_tcp, rail_udp=None, ephemeral_range=None, ap
         "api_port": api_port,
         "api_clients_v4": [str(n) for n in clients_v4],
         "api_clients_v6": [str(n) for n in clients_v6],
+        "client_ports": extra,
     }
 
 
@@ -201,6 +215,9 @@ def render(plan, header=""):
     if plan["api_port"] is not None:
         clients = plan["api_clients_v4"] + plan["api_clients_v6"]
         out.append(f"# API tcp {plan['api_port']}: loopback{', ' + ', '.join(clients) if clients else ' only'}")
+    for cp in plan.get("client_ports", []):
+        clients = cp["clients_v4"] + cp["clients_v6"]
+        out.append(f"# {cp['name']} tcp {cp['port']}: loopback{', ' + ', '.join(clients) if clients else ' only'}")
     out += [
         "",
         "# Only this table is replaced; the rest of the ruleset (Docker's, the admin's) stays.",
@@ -235,5 +252,11 @@ def render(plan, header=""):
             f"\t\ttcp dport {port} ip6 saddr @api_clients_v6 accept",
             f'\t\ttcp dport {port} counter drop comment "API: not a configured client"',
         ]
+    for cp in plan.get("client_ports", []):
+        port, name = cp["port"], cp["name"]
+        for family, nets in (("ip", cp["clients_v4"]), ("ip6", cp["clients_v6"])):
+            if nets:
+                out.append(f"\t\ttcp dport {port} {family} saddr {{ {', '.join(nets)} }} accept")
+        out.append(f'\t\ttcp dport {port} counter drop comment "{name}: not a configured client"')
     out += ["\t}", "}", ""]
     return "\n".join(out)

@@ -345,6 +345,18 @@ def alert_table(overrides=None):
 
 # ---------------------------------------------------------------------- scrape config
 
+def node_targets(nodes, port):
+    """{inventory name: rail-0 address} -> [{"target": "addr:port", "node": name}] (inventory order)."""
+    out = []
+    for name, address in nodes.items():
+        address = str(address or "").split("/")[0].strip()
+        if not address:
+            raise MonitoringError("node %s has no rail-0 address (spark_rails[0].address)" % name)
+        host = "[%s]" % address if ":" in address else address
+        out.append({"target": "%s:%d" % (host, int(port)), "node": str(name)})
+    return out
+
+
 def render_prometheus_config(runtime_targets, node_targets, rule_files, scrape_interval="15s",
                              evaluation_interval="15s", prometheus_target=None):
     """prometheus.yml as a dict.

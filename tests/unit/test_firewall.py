@@ -153,7 +153,8 @@ def test_render_without_api_rule():
 @pytest.mark.skipif(not shutil.which("nft"), reason="no nft here (the role checks the file with nft -c on the node)")
 def test_nft_accepts_the_file(tmp_path):
     path = tmp_path / "spark.nft"
-    path.write_text(fw.render(plan(rail_udp={"nfs": [111, 2049]}, api_clients=["10.0.0.0/8", "fd00::/8"])))
+    path.write_text(fw.render(plan(rail_udp={"nfs": [111, 2049]}, api_clients=["10.0.0.0/8", "fd00::/8"],
+                                   client_ports={"prometheus": {"port": 9090, "clients": ["198.19.0.0/24", "fd00::/8"]}})))
     run = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
     if "Operation not permitted" in run.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN")
@@ -299,3 +300,25 @@ def test_standin_protects_only_v1_routes():
     assert not server.authorized(api, "/v1/models", "Bearer nope")
     assert server.authorized(api, "/v1/chat/completions", "Bearer k3y")
     assert server.authorized(server.Api("m"), "/v1/models", None)  # no key: open
+
+
+def test_client_ports_accept_their_clients_and_loopback_only():
+    p = plan(client_ports={"prometheus": {"port": 9090, "clients": ["198.19.0.1", "fd00::/8"]}})
+    assert p["client_ports"] == [{"name": "prometheus", "port": 9090, "clients_v4": ["198.19.0.1/32"],
+                                  "clients_v6": ["fd00::/8"]}]
+    rules = [line.strip() for line in fw.render(p).splitlines()]
+    assert "tcp dport 9090 ip saddr { 198.19.0.1/32 } accept" in rules
+    assert "tcp dport 9090 ip6 saddr { fd00::/8 } accept" in rules
+    assert rules.index("tcp dport 9090 ip6 saddr { fd00::/8 } accept") < rules.index(
+        'tcp dport 9090 counter drop comment "prometheus: not a configured client"')
+    closed = fw.render(plan(client_ports={"prometheus": {"port": 9090, "clients": []}}))
+    assert "tcp dport 9090 counter drop" in closed and "9090 ip saddr" not in closed
+    assert "# prometheus tcp 9090: loopback only" in closed
+
+
+@pytest.mark.parametrize("port, message", [(8888, "already a cluster, API or protected port"),
+                                           (29501, "already a cluster"), (22, "already"), ("x", "not a port")])
+def test_client_ports_refuse_taken_ports(port, message):
+    with pytest.raises(fw.FirewallError, match=message):
+        plan(client_ports={"prometheus": {"port": port, "clients": []}})
+

@@ -209,3 +209,11 @@ def test_bench_follows_the_table(monkeypatch):
     monkeypatch.setitem(sm.RATIOS, "acceptance_rate", (sm.M_ACCEPTED, sm.M_DRAFTS))
     rates = bench.spec_rates({"drafts": 10.0, "draft_tokens": 50.0, "accepted_tokens": 12.0})
     assert rates["acceptance_rate"] == pytest.approx(1.2)
+
+
+def test_readme_names_every_alert_and_recorded_series():
+    readme = (ROOT / "README.md").read_text()
+    for alert in sm.ALERTS:
+        assert f"`{alert['alert']}`" in readme, f"README does not say what {alert['alert']} means"
+    for rule in sm.RECORDING_RULES:
+        assert f"`{rule['record']}`" in readme, f"README does not list {rule['record']}"

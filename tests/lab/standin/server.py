@@ -171,6 +171,35 @@ def completion(body, null_content_bug=False):
 
 # --------------------------------------------------------------------------- API
 
+# vLLM's bucket bounds (vllm/v1/metrics/loggers.py)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+                5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+
+
+class Histogram:
+    def __init__(self, name, buckets):
+        self.name, self.buckets = name, buckets
+        self.counts = [0] * len(buckets)
+        self.count, self.sum = 0, 0.0
+
+    def observe(self, value):
+        self.count += 1
+        self.sum += value
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+
+    def lines(self, label):
+        out = [f"# TYPE {self.name} histogram"]
+        out += [f'{self.name}_bucket{{{label},le="{bound}"}} {n}.0' for bound, n in zip(self.buckets, self.counts)]
+        out += [f'{self.name}_bucket{{{label},le="+Inf"}} {self.count}.0',
+                f"{self.name}_sum{{{label}}} {self.sum!r}",
+                f"{self.name}_count{{{label}}} {self.count}.0"]
+        return out
+
+
 class Metrics:
     def __init__(self):
         self.lock = threading.Lock()
@@ -178,10 +207,18 @@ class Metrics:
                        "prompt": 0, "requests": 0}
         self.per_pos = [0] * SPEC_TOKENS
         self.running = 0
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", TTFT_BUCKETS)
+        self.tpot = Histogram("vllm:request_time_per_output_token_seconds", TPOT_BUCKETS)
 
     def in_flight(self, delta):
         with self.lock:
             self.running += delta
+
+    def observe(self, ttft, tpot):
+        """A request ended: its TTFT and mean time per output token (vLLM's per-request TPOT)."""
+        with self.lock:
+            self.ttft.observe(ttft)
+            self.tpot.observe(tpot)
 
     def add(self, counts, prompt_tokens):
         with self.lock:
@@ -198,6 +235,7 @@ class Metrics:
             v = dict(self.values)
             per_pos = list(self.per_pos)
             running = self.running
+            ttft, tpot = self.ttft.lines(label), self.tpot.lines(label)
         lines = [
             "# TYPE vllm:num_requests_running gauge",
             f"vllm:num_requests_running{{{label}}} {running}.0",
@@ -220,7 +258,10 @@ class Metrics:
             f"vllm:prompt_tokens_total{{{label}}} {v['prompt']}.0",
             "# TYPE vllm:request_success_total counter",
             f'vllm:request_success_total{{{label},finished_reason="stop"}} {v["requests"]}.0',
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{{{label}}} 0.0",
         ]
+        lines += ttft + tpot
         return "\n".join(lines) + "\n"
 
 
@@ -349,6 +390,13 @@ def make_handler(api):
             usage = {"prompt_tokens": result["prompt_tokens"], "completion_tokens": tokens,
                      "total_tokens": result["prompt_tokens"] + tokens}
             cid = api.next_id()
+            # every token takes token_delay: TTFT and the mean time per output token too
+            try:
+                self.answer(cid, body, result, usage, tokens)
+            finally:
+                api.metrics.observe(api.token_delay, api.token_delay)
+
+        def answer(self, cid, body, result, usage, tokens):
             if body.get("stream"):
                 self.stream(cid, result, usage)
                 return
