@@ -52,6 +52,7 @@ lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/ansible-lint
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
 	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
+	$(BIN)/ansible-playbook -i inventory/example-mgmt --syntax-check discover.yml
 
 unit: venv promtool ## unit tests of library/, module_utils/ and the lab tool (promtool rule tests included), with line coverage (floor in .coveragerc)
 	@mkdir -p .cache

@@ -73,7 +73,8 @@ ansible_facts:
               C(carrier) (bool or null when unreadable), C(speed_mbps) (int or null),
               C(mtu), C(mac), C(addresses) (all addresses as C(a.b.c.d/nn), IPv4
               first), C(ipv4) and C(ipv6) (the same, split by family),
-              C(rdma_device) (or null), C(port) (physical QSFP port) and C(cabled).
+              C(rdma_device) (or null), C(port) (physical QSFP port), C(pcie_root)
+              (the PCIe x4 link, C(domain:bus), or null) and C(cabled).
           type: list
           elements: dict
         by_name:

@@ -7,7 +7,9 @@ mlx5_0, ...), so everything is read from sysfs, never assumed:
 - a netdev is a ConnectX netdev when ``class/net/<n>/device/driver`` is mlx5_core;
 - its RDMA twin is the ``class/infiniband/<hca>`` whose ``device/net/`` holds it;
 - its physical port comes from ``phys_port_name`` ("p1" -> 1), else from the PCI
-  function number, else from a trailing ``np<N>`` in the name (lab veths).
+  function number, else from a trailing ``np<N>`` in the name (lab veths);
+- its PCIe link (which of the two x4 links, "twins", it hangs off) is the PCI
+  ``domain:bus`` ("0002:01"), else read from a predictable name (``enP2p1s0f1np1``).
 
 Addresses come from netlink (``spark_netlink``). ``discover()`` returns plain data.
 """
@@ -22,6 +24,7 @@ MLX5_DRIVER = "mlx5_core"
 PORT_NAME_RE = re.compile(r"^p(\d+)$")
 NAME_PORT_RE = re.compile(r"np(\d+)$")
 PCI_RE = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+NAME_ROOT_RE = re.compile(r"^en(?:P(\d+))?p(\d+)s\d+f\d+")
 
 
 def read_text(path):
@@ -86,6 +89,19 @@ def physical_port(phys_port_name, pci, name):
     match = NAME_PORT_RE.search(name or "")
     if match:
         return int(match.group(1))
+    return None
+
+
+def pcie_root(pci, name):
+    """The PCIe link a netdev hangs off, as 'domain:bus' (hex): '0002:01:00.1' ->
+    '0002:01'; without a PCI address, from a predictable name ('enP2p1s0f1np1' ->
+    '0002:01', 'enp1s0f0np0' -> '0000:01'); None if neither tells."""
+    if pci and PCI_RE.match(pci):
+        domain, bus, _ = pci.split(":", 2)
+        return f"{int(domain, 16):04x}:{int(bus, 16):02x}"
+    match = NAME_ROOT_RE.match(name or "")
+    if match:
+        return f"{int(match.group(1) or 0):04x}:{int(match.group(2)):02x}"
     return None
 
 
@@ -163,6 +179,7 @@ def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
         "ipv6": addresses["ipv6"],
         "rdma_device": rdma_device,
         "port": physical_port(read_text(path / "phys_port_name"), pci, name),
+        "pcie_root": pcie_root(pci, name),
         "cabled": carrier is True,
     }
 
