@@ -116,7 +116,7 @@ problems:
   elements: dict
 notes:
   description: What was accepted but worth knowing (one rail only, crossed accepted, ...);
-    each is also shown as a warning.
+    also listed under Warnings in the summary.
   returned: always
   type: list
   elements: str
@@ -235,8 +235,8 @@ def main():
     payload = json.dumps(summary_json(p["observations"], order, result, p["name"]), indent=2, sort_keys=True) + "\n"
     changed |= write_if_changed(report_json, payload, module.check_mode)
 
-    for note in result["warnings"]:
-        module.warn(note)
+    # notes are returned (and in the summary the role prints), not module.warn(): they
+    # are findings of this run, not warnings about the module's use
     public = {k: v for k, v in result.items() if k != "warnings"}
     public["notes"] = result["warnings"]
     if result["problems"]:
