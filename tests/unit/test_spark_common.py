@@ -25,8 +25,13 @@ def common_defaults() -> dict:
     return yaml.safe_load((COMMON / "defaults/main.yml").read_text())
 
 
+# discover runs on an inventory without rails (it writes the one with rails), so it cannot
+# depend on spark_common, whose facts are computed from spark_rails
+BEFORE_RAILS = {"discover"}
+
+
 def test_every_role_depends_on_spark_common():
-    for role in sorted(p for p in ROLES.iterdir() if p.is_dir() and p != COMMON):
+    for role in sorted(p for p in ROLES.iterdir() if p.is_dir() and p != COMMON and p.name not in BEFORE_RAILS):
         deps = yaml.safe_load((role / "meta/main.yml").read_text())["dependencies"]
         assert {"role": "spark_common"} in deps, role.name
 
