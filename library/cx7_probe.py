@@ -134,7 +134,8 @@ import ipaddress
 import pathlib
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cx7 import discover, read_text
+from ansible.module_utils.spark_cx7 import discover
+from ansible.module_utils.spark_files import read_text
 from ansible.module_utils.spark_discover import observe
 from ansible.module_utils.spark_netlink import NetlinkReader
 

@@ -189,19 +189,13 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.spark_files import read_text
 from ansible.module_utils.spark_linkprobe import (
     ib_write_bw_argv, iperf3_client_argv, iperf3_server_argv, parse_ib_write_bw,
     parse_iperf3, parse_ping, ping_argv, run_concurrently, stop_pidfiles,
     sum_parallel, tcp_listening,
 )
-
-
-def _read(path):
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+from ansible.module_utils.spark_roce import rdma_devices
 
 
 def _int(value):
@@ -213,14 +207,9 @@ def _int(value):
 
 
 def _rdma_twin(sysfs, interface):
-    """RDMA device whose device/net/ holds ``interface``, and whether any exists."""
-    hcas = sorted(os.listdir(os.path.join(sysfs, "class/infiniband"))) \
-        if os.path.isdir(os.path.join(sysfs, "class/infiniband")) else []
-    for hca in hcas:
-        if interface and os.path.exists(
-                os.path.join(sysfs, "class/infiniband", hca, "device/net", interface)):
-            return hca, hcas
-    return None, hcas
+    """(RDMA device whose device/net/ holds ``interface`` or None, all RDMA devices)."""
+    twins = rdma_devices(sysfs, interface) if interface else []
+    return (twins[0] if twins else None), rdma_devices(sysfs)
 
 
 def _version(module, argv):
@@ -243,9 +232,9 @@ def mode_link(module, p):
         "kind": "link",
         "interface": p["interface"],
         "exists": bool(p["interface"]) and os.path.isdir(base),
-        "speed_mbps": _int(_read(os.path.join(base, "speed"))),
-        "mtu": _int(_read(os.path.join(base, "mtu"))),
-        "operstate": _read(os.path.join(base, "operstate")),
+        "speed_mbps": _int(read_text(os.path.join(base, "speed"))),
+        "mtu": _int(read_text(os.path.join(base, "mtu"))),
+        "operstate": read_text(os.path.join(base, "operstate")),
         "rdma_available": bool(hcas),
         "rdma_devices": hcas,
         "rdma_device": hca,
@@ -365,7 +354,7 @@ def mode_rdma_server(module, p):
     while time.monotonic() < deadline and proc.poll() is None and not tcp_listening(p["port"]):
         time.sleep(0.1)
     if proc.poll() is not None:
-        module.fail_json(msg="ib_write_bw server exited at once: %s" % _read(log), argv=argv)
+        module.fail_json(msg="ib_write_bw server exited at once: %s" % read_text(log), argv=argv)
     return {"kind": "rdma_server", "measured": True, "hca": hca, "pid": proc.pid,
             "log": log, "argv": argv}
 

@@ -144,41 +144,18 @@ message:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.module_utils.spark_env import build_env, check_rail0, make_params, params_text, render
+from ansible.module_utils.spark_files import read_bytes, write_atomic
 from ansible.module_utils.spark_roce import GidError, resolve
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _write_atomic(module, path, data):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)  # never readable by others, not even for a moment
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _install(module, path, text, result):
     """Write ``text`` to ``path`` if it differs, then mode/owner/group. Returns changed."""
     data = to_bytes(text)
-    before = _read(path)
+    before = read_bytes(path)
     changed = before != data
     if changed:
         if module._diff:
@@ -191,7 +168,8 @@ def _install(module, path, text, result):
                 }
             )
         if not module.check_mode:
-            _write_atomic(module, path, data)
+            # a new file is 0600 until the mode below is applied: never readable by others
+            write_atomic(path, data, default_mode=0o600)
     if os.path.exists(path):
         file_args = module.load_file_common_arguments(module.params, path=path)
         changed = module.set_fs_attributes_if_different(file_args, changed)

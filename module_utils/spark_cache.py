@@ -32,6 +32,11 @@ import re
 import shutil
 import sys
 
+try:
+    from ansible.module_utils.spark_files import write_atomic
+except ImportError:  # standalone: node side, spark_files.py installed next to it (hf_cache_lib_files)
+    from spark_files import write_atomic
+
 MODES = ("nfs", "rsync")
 MISMATCH_POLICIES = ("copy", "clear")
 KEY_FILE = ".spark-cache-key"
@@ -267,7 +272,7 @@ def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
             blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
         blob_path = os.path.join(rdir, "blobs", blob)
         if not os.path.isfile(blob_path) or os.path.getsize(blob_path) != len(data):
-            _atomic_write(blob_path, data)
+            write_atomic(blob_path, data, mode=0o644, keep_owner=False)
             changed = True
         link = os.path.join(snap, name)
         target = os.path.join("..", "..", "blobs", blob)
@@ -278,17 +283,9 @@ def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
             changed = True
     ref = os.path.join(rdir, "refs", branch)
     if resolve_revision(rdir, branch) != commit:
-        _atomic_write(ref, commit.encode())
+        write_atomic(ref, commit.encode(), mode=0o644, keep_owner=False)
         changed = True
     return changed, commit
-
-
-def _atomic_write(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- paths and disk
@@ -458,7 +455,7 @@ def write_key(jit_dir, key):
                 return False
     except OSError:
         pass
-    _atomic_write(path, text.encode())
+    write_atomic(path, text.encode(), mode=0o644, keep_owner=False)
     return True
 
 

@@ -20,20 +20,17 @@ import os
 import pathlib
 import re
 
+from ansible.module_utils.spark_files import read_text
+from ansible.module_utils.spark_roce import rdma_devices, rdma_twins
+
 MLX5_DRIVER = "mlx5_core"
 PORT_NAME_RE = re.compile(r"^p(\d+)$")
 NAME_PORT_RE = re.compile(r"np(\d+)$")
 PCI_RE = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 NAME_ROOT_RE = re.compile(r"^en(?:P(\d+))?p(\d+)s\d+f\d+")
 
-
-def read_text(path):
-    """Stripped contents of a sysfs attribute, None when it cannot be read
-    (real kernels fail reads of carrier/speed on down links with EINVAL)."""
-    try:
-        return pathlib.Path(path).read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+# read_text: None when a sysfs attribute cannot be read (real kernels fail reads of
+# carrier/speed on down links with EINVAL)
 
 
 def read_int(path):
@@ -103,28 +100,6 @@ def pcie_root(pci, name):
     if match:
         return f"{int(match.group(1) or 0):04x}:{int(match.group(2)):02x}"
     return None
-
-
-def rdma_twins(sysfs_root):
-    """netdev name -> RDMA device name, from class/infiniband/*/device/net/*."""
-    base = pathlib.Path(sysfs_root) / "class" / "infiniband"
-    twins = {}
-    if not base.is_dir():
-        return twins
-    for hca in sorted(base.iterdir()):
-        net = hca / "device" / "net"
-        if not net.is_dir():
-            continue
-        for netdev in sorted(net.iterdir()):
-            twins.setdefault(netdev.name, hca.name)
-    return twins
-
-
-def rdma_devices(sysfs_root):
-    base = pathlib.Path(sysfs_root) / "class" / "infiniband"
-    if not base.is_dir():
-        return []
-    return sorted(p.name for p in base.iterdir())
 
 
 def netdev_names(sysfs_root):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 
+from ansible.module_utils.spark_roce import ports, rdma_devices, read_gid_table
+
 REDACTED = "***REDACTED***"
 MIN_SECRET_LEN = 8
 PATTERNS = (
@@ -48,28 +50,11 @@ def gid_tables(sysfs_root="/sys"):
     base = os.path.join(sysfs_root, "class", "infiniband")
     if not os.path.isdir(base):
         return f"no {base}: no RDMA devices on this node\n"
-    lines = []
-    for hca in sorted(os.listdir(base)):
-        ports = os.path.join(base, hca, "ports")
-        for port in sorted(os.listdir(ports)) if os.path.isdir(ports) else []:
-            gids = os.path.join(ports, port, "gids")
-            for index in sorted(os.listdir(gids), key=lambda s: int(s) if s.isdigit() else 0) \
-                    if os.path.isdir(gids) else []:
-                gid = _read(os.path.join(gids, index))
-                if not gid or set(gid.replace(":", "")) <= {"0"}:
-                    continue
-                kind = _read(os.path.join(ports, port, "gid_attrs", "types", index)) or "?"
-                ndev = _read(os.path.join(ports, port, "gid_attrs", "ndevs", index)) or "?"
-                lines.append(f"{hca} port {port} index {index}: {gid} {kind} {ndev}")
+    lines = [f"{hca} port {port} index {e['index']}: {e['gid']} {e['type'] or '?'} {e['ndev'] or '?'}"
+             for hca in rdma_devices(sysfs_root)
+             for port in ports(sysfs_root, hca)
+             for e in read_gid_table(sysfs_root, hca, port)]
     return "\n".join(lines) + "\n" if lines else "no GID entries\n"
-
-
-def _read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
 
 
 def commands(unit, container, rails, config_dir, watchdog_units=()):

@@ -31,9 +31,9 @@ import sys
 import time
 
 try:
-    from ansible.module_utils.spark_prestart import _read_text, write_atomic
-except ImportError:  # standalone: node side, installed next to spark_prestart.py (roles/runtime_env)
-    from spark_prestart import _read_text, write_atomic
+    from ansible.module_utils.spark_files import read_text, write_atomic
+except ImportError:  # standalone: node side, spark_files.py installed next to it (monitoring_lib_files)
+    from spark_files import read_text, write_atomic
 
 OUTPUT_NAME = "spark.prom"
 
@@ -111,10 +111,6 @@ def parse_systemctl_show(text):
             "active": props.get("ActiveState") == "active"}
 
 
-def _read(path):
-    return _read_text(path) or ""
-
-
 def _run(argv):
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=20)
@@ -123,7 +119,7 @@ def _run(argv):
     return proc.returncode, proc.stdout
 
 
-def collect(config, run=_run, read=_read, clock=time.time):
+def collect(config, run=_run, read=read_text, clock=time.time):
     family, _, name = config.get("firewall_table", "inet spark_cluster").partition(" ")
     rc, _ = run([config.get("nft", "/usr/sbin/nft"), "list", "table", family, name])
     units = {}
@@ -132,7 +128,7 @@ def collect(config, run=_run, read=_read, clock=time.time):
         units[unit] = parse_systemctl_show(out)
     return render(
         rails=[{"rail": i, "device": dev} for i, dev in enumerate(config.get("rails", []))],
-        mgmt_devices=default_route_devices(read("/proc/net/route"), read("/proc/net/ipv6_route")),
+        mgmt_devices=default_route_devices(read("/proc/net/route") or "", read("/proc/net/ipv6_route") or ""),
         firewall_table="%s %s" % (family, name),
         firewall_present=(rc == 0),
         units=units,

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 
 try:
     from ansible.module_utils.spark_env import build_env, check_rail0, render
     from ansible.module_utils.spark_envfile import parse
+    from ansible.module_utils.spark_files import read_text, write_atomic
     from ansible.module_utils.spark_memory import guard as memory_guard
     from ansible.module_utils.spark_netconf import rail_drift
     from ansible.module_utils.spark_netlink import NetlinkReader
@@ -44,6 +43,7 @@ try:
 except ImportError:  # standalone: node-side pre-start check
     from spark_env import build_env, check_rail0, render
     from spark_envfile import parse
+    from spark_files import read_text, write_atomic
     from spark_memory import guard as memory_guard
     from spark_netconf import rail_drift
     from spark_netlink import NetlinkReader
@@ -52,37 +52,6 @@ except ImportError:  # standalone: node-side pre-start check
 
 DEFAULT_PARAMS = "/etc/spark-cluster/runtime-env.json"
 PROG = "spark-prestart"
-
-
-def _read_text(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomic(path, text, default_mode=0o600):
-    """Replace ``path`` atomically, keeping the old file's mode and owner."""
-    try:
-        st = os.stat(path)
-        mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
-    except FileNotFoundError:
-        mode, uid, gid = default_mode, None, None
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if uid is not None and (uid, gid) != (os.getuid(), os.getgid()):
-            os.chown(tmp, uid, gid)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def drift_lines(old_env, gid):
@@ -188,7 +157,7 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
     except (GidError, ValueError) as exc:
         return fail(exc)
 
-    old_text = _read_text(path)
+    old_text = read_text(path, strip=False)
     if old_text != text:
         try:
             old_env = parse(old_text) if old_text is not None else {}

@@ -22,27 +22,16 @@ from __future__ import annotations
 import ipaddress
 import os
 
+try:
+    from ansible.module_utils.spark_files import listdir, read_text
+except ImportError:  # standalone: node side, installed next to spark_prestart.py
+    from spark_files import listdir, read_text
+
 ROCE_V2 = "RoCE v2"
 
 
 class GidError(Exception):
     """A twin with an RDMA device has no usable RoCE v2 IPv4 GID."""
-
-
-def _read(path):
-    """File content stripped, or None when missing/unreadable (EINVAL on empty slots)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 def _numeric_sorted(names):
@@ -67,22 +56,32 @@ def _parse_gid(text):
         return None
 
 
-def rdma_devices(sysfs_root, netdev):
-    """RDMA devices (hca names, sorted) whose PCI function carries ``netdev``."""
+def rdma_devices(sysfs_root, netdev=None):
+    """RDMA devices (hca names, sorted) of the node, or only those whose PCI function
+    carries ``netdev`` (its RDMA twin: ``class/infiniband/<hca>/device/net/<netdev>``)."""
     ib_class = os.path.join(sysfs_root, "class", "infiniband")
-    found = []
-    for hca in sorted(_listdir(ib_class)):
-        if os.path.exists(os.path.join(ib_class, hca, "device", "net", netdev)):
-            found.append(hca)
-    return found
+    hcas = sorted(listdir(ib_class))
+    if netdev is None:
+        return hcas
+    return [hca for hca in hcas if os.path.exists(os.path.join(ib_class, hca, "device", "net", netdev))]
+
+
+def rdma_twins(sysfs_root):
+    """netdev name -> its RDMA device (the first by name when several carry it)."""
+    ib_class = os.path.join(sysfs_root, "class", "infiniband")
+    twins = {}
+    for hca in rdma_devices(sysfs_root):
+        for netdev in sorted(listdir(os.path.join(ib_class, hca, "device", "net"))):
+            twins.setdefault(netdev, hca)
+    return twins
 
 
 def read_gid_table(sysfs_root, hca, port):
     """Non-empty entries of one port's GID table: list of dicts index/gid/type/ndev."""
     port_dir = os.path.join(sysfs_root, "class", "infiniband", hca, "ports", str(port))
     table = []
-    for name in _numeric_sorted(_listdir(os.path.join(port_dir, "gids"))):
-        raw = _read(os.path.join(port_dir, "gids", name))
+    for name in _numeric_sorted(listdir(os.path.join(port_dir, "gids"))):
+        raw = read_text(os.path.join(port_dir, "gids", name))
         gid = _parse_gid(raw)
         if gid is None or gid.packed == bytes(16):
             continue  # empty slot
@@ -90,19 +89,20 @@ def read_gid_table(sysfs_root, hca, port):
             {
                 "index": int(name),
                 "gid": raw,
-                "type": _read(os.path.join(port_dir, "gid_attrs", "types", name)),
-                "ndev": _read(os.path.join(port_dir, "gid_attrs", "ndevs", name)),
+                "type": read_text(os.path.join(port_dir, "gid_attrs", "types", name)),
+                "ndev": read_text(os.path.join(port_dir, "gid_attrs", "ndevs", name)),
             }
         )
     return table
 
 
-def _ports(sysfs_root, hca):
-    return [int(p) for p in _numeric_sorted(_listdir(os.path.join(sysfs_root, "class", "infiniband", hca, "ports")))]
+def ports(sysfs_root, hca):
+    """Port numbers of an RDMA device, sorted."""
+    return [int(p) for p in _numeric_sorted(listdir(os.path.join(sysfs_root, "class", "infiniband", hca, "ports")))]
 
 
 def _port_state(sysfs_root, hca, port):
-    return _read(os.path.join(sysfs_root, "class", "infiniband", hca, "ports", str(port), "state"))
+    return read_text(os.path.join(sysfs_root, "class", "infiniband", hca, "ports", str(port), "state"))
 
 
 def _format_table(table):
@@ -148,7 +148,7 @@ def _find(sysfs_root, netdev, address):
     wanted = ipaddress.IPv6Address(f"::ffff:{address}")
     tables = {}
     for hca in hcas:
-        for port in _ports(sysfs_root, hca):
+        for port in ports(sysfs_root, hca):
             table = read_gid_table(sysfs_root, hca, port)
             tables[(hca, port)] = table
             for entry in table:

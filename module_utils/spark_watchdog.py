@@ -52,8 +52,10 @@ import urllib.error
 import urllib.request
 
 try:
+    from ansible.module_utils.spark_files import read_text, write_atomic
     from ansible.module_utils.spark_serving import http_json, parse_phase, worker_waiting
 except ImportError:  # standalone: node side, installed next to spark_serving.py
+    from spark_files import read_text, write_atomic
     from spark_serving import http_json, parse_phase, worker_waiting
 
 PROG = "spark-watchdog"
@@ -277,20 +279,11 @@ def load_state(path):
 
 def save_state(path, state):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(state, indent=2, sort_keys=True), default_mode=0o644)
 
 
 def read_key(path):
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
-        return None
+    return (read_text(path) or None) if path else None
 
 
 # --------------------------------------------------------------------------- head
