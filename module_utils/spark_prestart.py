@@ -128,7 +128,7 @@ def parse_args(argv):
 
 
 def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None):
-    """Returns the exit code. ``net`` (a netlink reader, e.g. FakeNetlink),
+    """Returns the exit code. ``net`` (a netlink reader; tests pass a double),
     ``sysfs_root`` and ``meminfo`` (a callable returning /proc/meminfo text) are
     injectable for tests; ``out``/``err`` default to stdout/stderr."""
     out = out or sys.stdout

@@ -8,7 +8,7 @@ import pytest
 
 from ansible.module_utils import spark_cx7
 from ansible.module_utils.spark_cx7 import discover, parse_speed, physical_port
-from ansible.module_utils.spark_netlink import FakeNetlink
+from fakenetlink import FakeNetlink
 
 ADDRESSES = {"enp1s0f1np1": "192.168.100.10/24", "enP2p1s0f1np1": "192.168.101.10/24"}
 QSFP = ["enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1"]

@@ -21,7 +21,7 @@ from ansible.module_utils.spark_discover import (
     probe,
     summary_markdown,
 )
-from ansible.module_utils.spark_netlink import FakeNetlink
+from fakenetlink import FakeNetlink
 from sparkfs import SparkSysfs
 
 P0 = ["enp1s0f0np0", "enP2p1s0f0np0"]   # port 0: PCIe 0000:01 and 0002:01 twins

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ansible.module_utils import spark_memory, spark_prestart
-from ansible.module_utils.spark_netlink import FakeNetlink
+from fakenetlink import FakeNetlink
 
 GIB_KB = 1024 * 1024
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible.module_utils.spark_netlink import FakeNetlink
+from fakenetlink import FakeNetlink
 from ansible.module_utils.spark_pinning import (
     check_pinning, format_problems, nccl_selects, parse_nccl_ifname)
 

@@ -15,7 +15,7 @@ import yaml
 from ansible.module_utils import spark_prestart
 from ansible.module_utils.spark_env import build_env, make_params, params_text, render
 from ansible.module_utils.spark_envfile import parse
-from ansible.module_utils.spark_netlink import FakeNetlink
+from fakenetlink import FakeNetlink
 from ansible.module_utils.spark_roce import resolve
 from sparkfs import ROCE_V1, ROCE_V2, SparkSysfs, ipv4_gid, link_local_gid, mac_for
 
