@@ -168,10 +168,14 @@ def test_role_defaults_match_the_roles_they_describe():
     # the cluster ports come from roles/spark_common, the one owner of each
     common = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())
     fw_vars = (ROOT / "roles/firewall/vars/main.yml").read_text()
-    for var, default in (("spark_master_port", 29501), ("spark_image_stream_port", 29610),
-                         ("spark_rsync_port", 873), ("spark_iperf3_port", 5201), ("spark_rdma_port", 18515)):
+    probe_vars = (ROOT / "roles/spark_common/tasks/main.yml").read_text()
+    for var, default, where in (("spark_master_port", 29501, fw_vars), ("spark_image_stream_port", 29610, fw_vars),
+                                ("spark_rsync_port", 873, fw_vars),
+                                # the probe ports: through spark_probe_ports (test_pairs_plan.py)
+                                ("spark_iperf3_port", 5201, probe_vars), ("spark_rdma_port", 18515, probe_vars)):
         assert common[var] == default, var
-        assert var in fw_vars, var
+        assert var in where, var
+    assert "spark_probe_ports" in fw_vars
 
 
 # --------------------------------------------------------------------------- secrets, statically

@@ -1,6 +1,8 @@
 """The link-validation probe plan (roles/link_validation/templates/pairs.yml.j2) covers
 every pair of nodes on every rail, both directions, with port blocks that do not
-overlap and fit the firewall's range (roles/firewall/vars/main.yml)."""
+overlap; the firewall (roles/firewall/vars/main.yml) opens exactly their ranges: both
+read spark_probe_directions / spark_probe_ports (roles/spark_common, computed in
+module_utils/spark_probeplan.py), rendered here through Ansible itself."""
 
 import json
 import os
@@ -25,12 +27,12 @@ def plan(tmp_path, nodes):
     fw = yaml.safe_load((ROOT / "roles/firewall/vars/main.yml").read_text())
     play = [{"hosts": "spark", "gather_facts": False, "roles": ["spark_common"], "vars": {
         **{k: defaults[k] for k in ("link_validation_iperf3_processes", "link_validation_rdma")},
-        "firewall_probe_pairs": fw["firewall_probe_pairs"]},
+        "firewall_rail_tcp": fw["firewall_rail_tcp"], "firewall_ray": False, "monitoring_enabled": False},
         "tasks": [
             {"ansible.builtin.set_fact": {"link_validation_link": {"results": [
                 {"probe": {"cpus": 4, "rdma_device": None}}] * 2}}},
             {"ansible.builtin.copy": {"dest": str(tmp_path / "plan.json"), "mode": "0644", "content":
-             "{{ {'pairs': lookup('ansible.builtin.template', '%s') | from_yaml, 'fw': firewall_probe_pairs | int}"
+             "{{ {'pairs': lookup('ansible.builtin.template', '%s') | from_yaml, 'fw': firewall_rail_tcp}"
              " | to_json }}" % (ROOT / "roles/link_validation/templates/pairs.yml.j2")},
              "run_once": True, "delegate_to": "localhost"}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
@@ -51,9 +53,20 @@ def test_three_nodes_every_pair_every_rail(tmp_path):
         (("n0", "n1"), ("n1", "n0"), ("n0", "n2"), ("n2", "n0"), ("n1", "n2"), ("n2", "n1"))]
     assert pairs[4]["src_address"] == "198.18.100.11" and pairs[4]["dst_address"] == "198.18.100.12"
     assert pairs[11]["label"] == "rail 1 enP2p1s0f1np1: n2 -> n1"
-    # one block of ports per direction, no overlap, all inside the firewall's range
+    # one block of ports per direction, no overlap, the firewall opens exactly their span
     block = 8 + 2
-    assert len({p["tcp_port"] for p in pairs}) == 12 and got["fw"] == 12
-    assert max(p["tcp_parallel_port"] + p["tcp_processes"] for p in pairs) <= 5201 + got["fw"] * block
-    assert sorted(p["rdma_port"] for p in pairs) == list(range(18515, 18515 + got["fw"]))
+    assert [p["tcp_port"] for p in pairs] == list(range(5201, 5201 + 12 * block, block))
+    assert all(p["tcp_parallel_port"] == p["tcp_port"] + 1 for p in pairs)
+    assert max(p["tcp_parallel_port"] + p["tcp_processes"] for p in pairs) <= 5201 + 12 * block
+    assert sorted(p["rdma_port"] for p in pairs) == list(range(18515, 18515 + 12))
+    assert got["fw"]["iperf3"] == ["5201-%d" % (5201 + 12 * block - 1)]
+    assert got["fw"]["ib_write_bw"] == ["18515-18526"]
+    assert got["fw"]["master"] == [29501] and got["fw"]["rsync"] == [873]
     assert all(p["rdma_status"] == "not_measured" for p in pairs)
+
+
+def test_two_nodes_two_rails(tmp_path):
+    got = plan(tmp_path, 2)
+    assert [p["id"] for p in got["pairs"]] == ["r0:n0>n1", "r0:n1>n0", "r1:n0>n1", "r1:n1>n0"]
+    assert [p["index"] for p in got["pairs"]] == [0, 1, 2, 3]
+    assert got["fw"]["iperf3"] == ["5201-5240"] and got["fw"]["ib_write_bw"] == ["18515-18518"]
