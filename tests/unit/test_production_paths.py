@@ -24,3 +24,13 @@ def test_production_paths_reference_no_test_code():
              for n, line in enumerate(f.read_text().splitlines(), 1)
              if TEST_CODE.search(line)]
     assert found == []
+
+
+def test_every_entry_point_runs_the_controller_preflight_first():
+    import yaml
+
+    for entry in ("preflight.yml", "validate-link.yml", "bench.yml"):
+        plays = yaml.safe_load((ROOT / "playbooks" / entry).read_text())
+        assert plays[0].get("ansible.builtin.import_playbook") == "preflight-controller.yml", entry
+    site = yaml.safe_load((ROOT / "playbooks/site.yml").read_text())
+    assert site[0]["ansible.builtin.import_playbook"] == "preflight.yml"
