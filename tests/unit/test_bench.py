@@ -615,7 +615,11 @@ def playbook(tmp_path, url, *extra):
         "          ansible_connection: local\n"
         "          ansible_python_interpreter: %s\n"
         "          spark_rails: [{interface: lo, address: 127.0.0.1/8}]\n"
-        "    spark_workers:\n      hosts: {}\n" % sys.executable)
+        # bench.yml runs the controller preflight (a cluster has workers); the play
+        # itself runs on the head only, so the worker is never contacted
+        "    spark_workers:\n      hosts:\n        bench-worker:\n"
+        "          ansible_host: 127.0.0.2\n"
+        "          spark_rails: [{interface: lo, address: 127.0.0.2/8}]\n" % sys.executable)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
                ANSIBLE_FACT_CACHING="memory")
