@@ -505,11 +505,25 @@ def render_table(report):
     return "\n".join(lines)
 
 
+def measured_line(server):
+    """What was measured, from the runtime image's labels (server["runtime"])."""
+    runtime = (server or {}).get("runtime") or {}
+    image = "%s %s" % (runtime.get("image", "?"), str(runtime.get("image_id", ""))[:19])
+    if runtime.get("standin"):
+        return ("**Measured against the lab's STAND-IN runtime** (image %s, label "
+                "spark-cluster.standin=true): synthetic tok/s and acceptance, never a "
+                "DGX Spark's; do not read them next to the field report's figures." % image)
+    if not runtime:
+        return "Runtime image: unknown (not read from the node)."
+    return "Measured against the runtime image %s (no stand-in label)." % image
+
+
 def render_markdown(report):
     s = report["settings"]
     srv = report["server"]
     lines = [
         "# Serving benchmark: decode speed and speculative-decoding acceptance", "",
+        measured_line(srv), "",
         "Generated %s (schema %s v%s). Verdict: **%s**." % (
             report["generated_at"], report["schema"], report["schema_version"],
             report["verdict"]), "",
@@ -597,9 +611,10 @@ def render_png(report, path):
     ax2.set_ylabel("acceptance rate %")
     ax2.set_title("Draft acceptance")
     ax2.legend(fontsize=8)
-    fig.suptitle("Serving benchmark %s (%s)" % (report["generated_at"],
-                                                report["server"].get("model", "?")),
-                 fontsize=9)
+    fig.suptitle("Serving benchmark %s%s (%s)" % (
+        report["generated_at"],
+        " - STAND-IN runtime, synthetic" if (report["server"].get("runtime") or {}).get("standin") else "",
+        report["server"].get("model", "?")), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)

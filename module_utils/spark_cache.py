@@ -242,10 +242,15 @@ def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
     Deterministic (same arguments, same bytes and commit), shards are valid
     safetensors files (one U8 tensor each), blobs are named by their real hashes,
     so ``verify_snapshot`` and ``snapshot_status`` treat it like a real download.
+    ``branch`` a branch or tag: the snapshot gets a derived commit and ``refs/<branch>``;
+    a commit hash (40 hex): the snapshot is that commit and no ref is written, exactly
+    what ``hf download --revision <commit>`` leaves (no ``refs/main``).
     Returns (changed, commit).
     """
     rdir = repo_dir(hub_dir, repo)
-    commit = hashlib.sha1(f"spark-lab-fake:{repo}:{shards}:{shard_bytes}".encode(), usedforsecurity=False).hexdigest()
+    pinned = bool(HEX40.match(branch or ""))
+    commit = branch if pinned else hashlib.sha1(
+        f"spark-lab-fake:{repo}:{shards}:{shard_bytes}".encode(), usedforsecurity=False).hexdigest()
     files = {}
     weight_map = {}
     for i in range(1, shards + 1):
@@ -282,7 +287,7 @@ def seed_fake_repo(hub_dir, repo, shards=4, shard_bytes=1 << 20, branch="main"):
             os.symlink(target, link)
             changed = True
     ref = os.path.join(rdir, "refs", branch)
-    if resolve_revision(rdir, branch) != commit:
+    if not pinned and resolve_revision(rdir, branch) != commit:
         write_atomic(ref, commit.encode(), mode=0o644, keep_owner=False)
         changed = True
     return changed, commit

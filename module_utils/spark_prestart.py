@@ -37,6 +37,7 @@ try:
     from ansible.module_utils.spark_files import read_text, write_atomic
     from ansible.module_utils.spark_memory import guard as memory_guard
     from ansible.module_utils.spark_netconf import rail_drift
+    from ansible.module_utils.spark_image import check_access
     from ansible.module_utils.spark_netlink import NetlinkReader
     from ansible.module_utils.spark_pinning import check_pinning, format_problems
     from ansible.module_utils.spark_roce import GidError, resolve
@@ -46,6 +47,7 @@ except ImportError:  # standalone: node-side pre-start check
     from spark_files import read_text, write_atomic
     from spark_memory import guard as memory_guard
     from spark_netconf import rail_drift
+    from spark_image import check_access
     from spark_netlink import NetlinkReader
     from spark_pinning import check_pinning, format_problems
     from spark_roce import GidError, resolve
@@ -124,6 +126,10 @@ def parse_args(argv):
                         help="memory the node keeps on top of the runtime's share")
     parser.add_argument("--weights-dir", default=None, help="the hub cache (page cache dropped when newer)")
     parser.add_argument("--memory-stamp", default=None, help="stamp of the last start that passed the guard")
+    parser.add_argument(
+        "--access", default=None,
+        help="what the runtime uid must read/write (JSON: uid, gids, entries)",
+    )
     return parser.parse_args(argv)
 
 
@@ -215,8 +221,23 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
             return fail(f"cannot read the rails (netlink): {exc!r}")
         if drift:
             return fail("\n".join(drift))
+    if args.access:
+        problems = access_problems(args.access)
+        if problems:
+            return fail("\n".join(problems))
     print(summary(node, gid), file=out)
     return 0
+
+
+def access_problems(path, stat=os.stat, listdir=os.listdir):
+    """What the runtime uid cannot read or write (the access file the serving role writes)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            spec = json.load(handle)
+        uid, gids, entries = int(spec["uid"]), [int(g) for g in spec["gids"]], spec["entries"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"cannot read the access file {path}: {exc!r} (re-run the playbook)"]
+    return check_access(entries, uid, gids, stat=stat, listdir=listdir)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,11 @@ def test_bench_acceptance_matches_the_stand_in_counters():
         assert [cell["per_position"][str(p)] for p in range(5)] == [1.0 if p < accepted else 0.0 for p in range(5)]
         assert cell["output_tokens_source"] == "usage"
         assert cell["decode_tok_s"] > 0 and cell["ttft_s"] > 0
+
+
+def test_bench_report_says_it_measured_the_stand_in():
+    """Read from the running image's labels (spark-cluster.standin), not assumed."""
+    report = json.loads((REPORTS / "bench-latest.json").read_text())
+    assert report["server"]["runtime"]["standin"] is True
+    assert report["server"]["runtime"]["image_id"].startswith("sha256:")
+    assert "STAND-IN" in (REPORTS / "bench-latest.md").read_text().splitlines()[2]

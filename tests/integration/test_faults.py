@@ -1,6 +1,6 @@
 """Fault tests on the live lab, each ending with a serving, consistent pair and nothing
-lost: a QSFP rail taken down and brought back, and site.yml interrupted midway and run
-again. Each records what happened and how long recovery took in
+lost: a QSFP rail taken down and brought back, site.yml interrupted midway and run
+again, the head's and a worker's runtime killed. Each records what happened and how long recovery took in
 reports/faults-latest.json (docs/faults.md has a reading)."""
 
 import json
@@ -143,3 +143,35 @@ def test_site_interrupted_midway_then_run_again(api):
     plain = re.sub(r"\x1b\[[0-9;]*m", "", again.stdout)
     recap = [line for line in plain.splitlines() if line.startswith(("spark-head ", "spark-worker "))]
     assert recap and all("changed=0" in l for l in recap), recap
+
+
+def started(container):
+    return sh(container, "docker inspect -f '{{.State.StartedAt}}' spark-runtime", check=False).stdout.strip()
+
+
+def pair_back(api, before):
+    """Healthy again, with both ranks' containers started after the fault."""
+    return healthy(api) and all(started(c) not in ("", old) for c, old in before.items())
+
+
+@pytest.mark.parametrize("victim", ["spark-head", "spark-worker"])
+def test_killed_rank_brings_the_pair_back(api, victim):
+    """vLLM's ranks do not follow a dead peer (the headless worker stays half-connected,
+    the head blocks in its next collective); the watchdogs bring both back: a dead head
+    restarts the workers, a dead worker restarts the head. Time to serving is recorded."""
+    before = {c: started(c) for c in NODES}
+    t0 = time.monotonic()
+    sh(victim, "docker kill spark-runtime")
+    back = wait_for(lambda: pair_back(api, before), 180)
+    journals = {c: sh(c, "journalctl -u spark-runtime-watchdog -o cat --no-pager -n 20", check=False).stdout
+                for c in NODES}
+    other = "spark-worker" if victim == "spark-head" else "spark-head"
+    record(f"killed_{victim.split('-')[1]}", serving_after_s=round(back, 1) if back is not None else None,
+           total_s=round(time.monotonic() - t0, 1),
+           restarted_by_watchdog=other, watchdog_log=journals[other].strip().splitlines()[-3:])
+    assert back is not None, f"the pair did not serve again within 180 s: {journals}"
+    assert "restarting spark-runtime.service" in journals[other], journals[other]
+    head_log = sh("spark-head", "docker logs --since \"$(docker inspect -f '{{.State.StartedAt}}' spark-runtime)\" "
+                                "spark-runtime 2>&1", check=False).stdout
+    # the restarted head served only after the worker joined it
+    assert head_log.index("worker rank 1 joined") < head_log.index("Application startup complete.")

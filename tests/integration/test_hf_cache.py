@@ -84,7 +84,7 @@ def counters(container, iface):
 
 def test_jit_dirs_are_node_local_with_the_seven_variables(host):
     jit = host.file(JIT)
-    assert jit.is_directory and jit.user == "root" and jit.mode == 0o755
+    assert jit.is_directory and jit.uid == 1000 and jit.mode == 0o755  # the runtime image's uid
     fstype = host.check_output(f"stat -f -c %T {JIT}")
     assert "nfs" not in fstype
     env = host.file("/etc/spark-cluster/runtime.env").content_string
@@ -93,8 +93,12 @@ def test_jit_dirs_are_node_local_with_the_seven_variables(host):
         assert f"{var}=/var/cache/spark-jit/{sub}\n" in env, var
 
 
-def test_hub_cache_holds_a_complete_snapshot(host):
-    snap = host.check_output(f"cat {HUB}/{REPO_DIR}/refs/main")
+def test_hub_cache_holds_the_pinned_revision_without_refs_main(host, hostvars):
+    """A pinned commit, as `hf download --revision <commit>` leaves it: no refs/main."""
+    snap = hostvars["hf_cache_revision"]
+    assert len(snap) == 40
+    assert not host.file(f"{HUB}/{REPO_DIR}/refs/main").exists
+    assert host.file(HUB).uid == 1000
     files = host.check_output(f"ls {HUB}/{REPO_DIR}/snapshots/{snap}").split()
     assert "config.json" in files and "model.safetensors.index.json" in files
     assert len([f for f in files if f.endswith(".safetensors")]) == 4

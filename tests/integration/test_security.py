@@ -74,12 +74,14 @@ def api_base(hostvars):
 
 # --------------------------------------------------------------------------- the key's file and where it is not
 
-def test_key_file_is_0600_root_on_the_head_only(host, hostvars, api_key):
+def test_key_file_is_0400_of_the_runtime_uid_on_the_head_only(host, hostvars, api_key):
+    """The runtime runs as the image's uid (1000): a 0600 root key file would be
+    unreadable inside the container."""
     f = host.file("/etc/spark-cluster/api-key")
     if not is_head(hostvars):
         assert not f.exists
         return
-    assert f.exists and f.user == "root" and f.group == "root" and f.mode == 0o600
+    assert f.exists and f.uid == 1000 and f.gid == 1000 and f.mode == 0o400
     assert not host.file("/etc/spark-cluster/api-key.env").exists
 
 
@@ -91,10 +93,10 @@ def test_key_not_in_docker_inspect(host, hostvars, api_key, api_base):
     assert "VLLM_API_KEY" not in names and "HF_TOKEN" not in names
     assert "HF_HUB_OFFLINE=1" in config["Env"]  # the runtime never talks to the Hub
     assert not any(api_key in arg for arg in (config.get("Cmd") or []) + (config.get("Entrypoint") or []))
-    if is_head(hostvars):  # the key arrives as a mounted secret file, read by the wrapper
+    if is_head(hostvars):  # the key arrives as a mounted secret file, read by the launcher
         mounts = json.loads(inspect)[0]["Mounts"]
         assert any(m["Destination"] == "/run/secrets/api_key" for m in mounts), mounts
-        assert config["Cmd"][:2] == ["/bin/sh", "/run/spark-cluster/with-api-key"]
+        assert config["Entrypoint"] == ["bash", "/run/spark-cluster/launch"]
 
 
 def test_key_not_in_compose_unit_env_or_readable_files(host, hostvars, api_key):

@@ -347,6 +347,19 @@ def test_report_table_and_reference_rows():
     assert "0: 60.0%" not in md and "0:60.0%" in md
 
 
+def test_report_says_when_it_measured_the_stand_in():
+    """Synthetic tok/s of the lab's stand-in must never read as a Spark's."""
+    runtime = {"image": "vllm-dspark-runtime:clean", "image_id": "sha256:" + "a" * 64}
+    standin = sb.build_report(synthetic_runs(), generated_at=WHEN,
+                              server={"model": MODEL, "runtime": dict(runtime, standin=True)})
+    md = sb.render_markdown(standin)
+    assert md.splitlines()[2].startswith("**Measured against the lab's STAND-IN runtime**")
+    assert standin["server"]["runtime"]["standin"] is True
+    real = sb.render_markdown(sb.build_report(synthetic_runs(), generated_at=WHEN,
+                                              server={"model": MODEL, "runtime": dict(runtime, standin=False)}))
+    assert "STAND-IN" not in real and "no stand-in label" in real
+
+
 def test_report_flags_delta_counted_tokens_and_failed_runs():
     runs = synthetic_runs()
     runs[0]["output_tokens_source"] = "delta_count"

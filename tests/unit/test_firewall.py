@@ -288,12 +288,14 @@ def load_standin():
 
 
 def test_standin_reads_the_key_like_vllm(tmp_path):
+    """vLLM reads only VLLM_API_KEY: a key left in the secret file (the launcher did not
+    export it) means an open API, in the lab as in production."""
     server = load_standin()
     secret = tmp_path / "api_key"
     secret.write_text("k3y\n")
     assert server.read_api_key({"VLLM_API_KEY": "env-key", "SPARK_API_KEY_FILE": str(secret)}) == "env-key"
-    assert server.read_api_key({"SPARK_API_KEY_FILE": str(secret)}) == "k3y"
-    assert server.read_api_key({"SPARK_API_KEY_FILE": str(tmp_path / "none")}) is None
+    assert server.read_api_key({"SPARK_API_KEY_FILE": str(secret)}) is None
+    assert server.read_api_key({}) is None
 
 
 def test_standin_protects_only_v1_routes():

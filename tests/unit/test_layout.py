@@ -88,14 +88,17 @@ def test_missing_config_says_what_to_do(tmp_path):
 def test_standin_refuses_like_vllm(tmp_path):
     server = load_standin()
     spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
-    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "3"])
-    assert server.layout_problem(args, str(tmp_path)) == (
-        "Total number of attention heads (64) must be divisible by tensor parallel size (3).")
-    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "1",
-                                 "--pipeline-parallel-size", "3"])
-    assert server.layout_problem(args, str(tmp_path)) is None
-    args, _ = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "2"])
-    assert "world size 2" in server.layout_problem(args, str(tmp_path))
+    snapshot, error = server.resolve_offline(str(tmp_path), REPO, None)
+    assert error is None
+    args = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "3"])
+    assert server.heads_problem(args, snapshot) == (
+        "ValueError: Total number of attention heads (64) must be divisible by tensor parallel size (3).")
+    args = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "1",
+                              "--pipeline-parallel-size", "3"])
+    assert server.heads_problem(args, snapshot) is None
+    assert server.check_topology(args, 1) is None
+    args = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "2"])
+    assert "= 2 != nnodes (3)" in server.check_topology(args, 1)
 
 
 def test_module_refuses_three_nodes_tp3_through_ansible(tmp_path):

@@ -6,6 +6,7 @@ import pathlib
 import threading
 
 import pytest
+import yaml
 
 from module_utils import spark_serving as s
 
@@ -167,3 +168,24 @@ def test_standin_counters_advance_by_known_amounts():
     assert server_mod.spec_counts(10, thinking=False) == {
         "drafts": 4, "draft_tokens": 20, "accepted": 8, "per_pos": [4, 4, 0, 0, 0], "generation": 10}
     assert server_mod.spec_counts(10, thinking=True)["accepted"] == 5
+
+
+def test_readme_documents_every_launch_setting():
+    """The seed's configuration as named, documented variables: every runtime setting and
+    every launch-flag variable of roles/serving appears in README's table."""
+    defaults = yaml.safe_load((ROOT / "roles/serving/defaults/main.yml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### The launch: flags and environment", 1)[1].split("\n\n", 2)[1]
+    for key in defaults["serving_runtime_settings"]:
+        assert f"`{key}`" in table, key
+    for var in ("serving_binary", "serving_max_num_seqs", "serving_kv_cache_dtype", "serving_block_size",
+                "serving_max_num_batched_tokens", "serving_enable_prefix_caching",
+                "serving_enable_flashinfer_autotune", "serving_reasoning_config",
+                "serving_default_chat_template_kwargs", "serving_gpu_memory_utilization",
+                "serving_model_revision", "serving_pipeline_parallel_size"):
+        assert f"`{var}`" in table, var
+    assert defaults["serving_runtime_settings"]["VLLM_DSPARK_CONFIDENCE_SCHEDULER"] == "off"
+    # they go to compose's environment: (which wins over the env file): none pinned or secret
+    from module_utils.spark_env import check_settings
+    assert check_settings(defaults["serving_runtime_settings"]).keys() == defaults["serving_runtime_settings"].keys()
+    assert defaults["serving_max_num_seqs"] == 1 and defaults["serving_gpu_memory_utilization"] == 0.82

@@ -1,32 +1,50 @@
 #!/usr/bin/env python3
 """The lab's stand-in for the vLLM DSpark runtime (stdlib only).
 
-Installed in the stand-in image as /usr/local/bin/vllm, so the serving role runs it
-with exactly the command line of the real runtime::
+Installed in the stand-in image as ``/opt/env/bin/vllm`` (not on ``PATH``; the image's
+``ENTRYPOINT`` is ``bash`` and its ``USER`` 1000, like the real runtime image), so the
+serving role must run it exactly as the real runtime is run::
 
-    vllm serve <model> --served-model-name NAME --host ADDR --port 8888
+    /opt/env/bin/vllm serve <model> --served-model-name NAME --host ADDR --port 8888
          --tensor-parallel-size 2 --nnodes 2 --node-rank R --master-addr A
          --master-port P [--headless] ...
 
-It honours the serving contract of docs/design.md:
+It keeps the real runtime's contract, so that the lab fails where real Sparks would:
 
-- reads the runtime env (docker env_file); ``GLOO_SOCKET_IFNAME`` missing or without
-  an IPv4 address: ``RuntimeError: ifa != nullptr. Unable to find address for: <if>``,
-  exit 1 (what gloo does);
+- strict argument parsing: an unknown flag is an error (exit 2), like vLLM's CLI;
+- ``--tensor-parallel-size`` x ``--pipeline-parallel-size`` must equal ``--nnodes`` x the
+  node's GPUs (``STANDIN_GPUS_PER_NODE``, default 1), ``0 <= --node-rank < --nnodes``,
+  rank 0 serves the API and ranks > 0 run ``--headless``;
+- the JIT needs the ``/opt/env`` toolchain: ``nvcc`` must resolve to ``/opt/env/bin/nvcc``
+  on ``PATH``, ``CUDA_HOME`` must be set and ``LD_LIBRARY_PATH`` must hold ``/opt/env/lib``
+  (what DeepGEMM/TileLang need on a Spark);
+- every JIT/autotune cache directory (the seven variables) must be writable by the
+  process (uid 1000), the hub cache readable: otherwise ``PermissionError`` and exit 1;
+- with ``HF_HUB_OFFLINE=1`` the model resolves only from the hub cache
+  (``HF_HUB_CACHE``): ``--revision`` given, ``snapshots/<revision>`` (a commit) or
+  ``refs/<revision>`` must exist; no ``--revision`` means ``main`` and needs
+  ``refs/main`` (a pinned commit's cache has none: the offline start then fails);
+- ``GLOO_SOCKET_IFNAME`` missing or without an IPv4 address:
+  ``RuntimeError: ifa != nullptr. Unable to find address for: <if>``, exit 1 (gloo);
+  ``NCCL_SOCKET_IFNAME`` must be ``=<gloo interface>`` and ``VLLM_HOST_IP`` an address of
+  that interface;
 - binds only on ``VLLM_HOST_IP`` (rendezvous) and ``--host`` (API);
 - rank 0 listens on ``MASTER_ADDR:MASTER_PORT`` and waits for ``nnodes-1`` workers
-  (``STANDIN_RENDEZVOUS_TIMEOUT_S``, like vLLM's store timeout); a headless worker
-  connects from ``VLLM_HOST_IP``, logs ``waiting for master`` while it retries, and
-  exits 1 when the master goes away; the head exits 1 when a worker goes away;
+  (``STANDIN_RENDEZVOUS_TIMEOUT_S``, like vLLM's store timeout), keeps every worker's
+  connection open while it serves, and refuses a join once the rendezvous is complete;
+  when a worker goes away it does NOT exit (the next collective would hang): it logs the
+  loss and ``/health`` answers 503;
+- a headless worker connects from ``VLLM_HOST_IP``, logs ``waiting for master`` while it
+  retries, and when the master goes away it does NOT exit either (vLLM's headless node
+  watches only its local workers): it keeps waiting in the "collective" and never joins a
+  new master, so a head restarted alone cannot complete its rendezvous;
 - logs vLLM's phase lines with small delays (``STANDIN_PHASE_DELAY_S``, default 0.05 s
   per step: a few seconds in total);
 - the head serves GET /health, /v1/models, /metrics, /version and
   POST /v1/chat/completions (stream and non-stream);
-- API key like vLLM's ``--api-key`` / ``VLLM_API_KEY``: the key comes from the
-  process environment (``VLLM_API_KEY``, set by the serving role's wrapper) or the file
-  ``/run/secrets/api_key`` (``SPARK_API_KEY_FILE``); with a key, ``/v1/*`` answers 401
-  without ``Authorization: Bearer <key>``, ``/health``, ``/metrics`` and ``/version``
-  stay open.
+- API key like vLLM's: only ``VLLM_API_KEY`` in the process environment (vLLM reads no
+  file); with a key, ``/v1/*`` answers 401 without ``Authorization: Bearer <key>``,
+  ``/health``, ``/metrics`` and ``/version`` stay open.
 
 Deterministic generation: the answer to a request is a fixed function of its last user
 message; every completion token takes ``STANDIN_TOKEN_DELAY_S`` (default 0.002 s).
@@ -53,6 +71,8 @@ import hmac
 import json
 import math
 import os
+import re
+import shutil
 import socket
 import struct
 import sys
@@ -278,6 +298,7 @@ class Api:
         self.counter = 0
         self.lock = threading.Lock()
         self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/tmp/standin-hang-generation")
+        self.engine_dead = None  # why the engine is dead (a peer went away), or None
 
     def hang_while_switched(self):
         """The fault switch: block while the hang file exists (see the module doc)."""
@@ -293,16 +314,12 @@ class Api:
 
 
 def read_api_key(env=None):
-    """The API key as vLLM gets it (VLLM_API_KEY), else the compose secret file; None: open."""
+    """The API key as vLLM gets it: VLLM_API_KEY in the process environment; None: open.
+
+    vLLM reads no key file: a deployment that stops exporting the variable serves an
+    open API, and so does the stand-in."""
     env = os.environ if env is None else env
-    if env.get("VLLM_API_KEY"):
-        return env["VLLM_API_KEY"]
-    path = env.get("SPARK_API_KEY_FILE", "/run/secrets/api_key")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
+    return env.get("VLLM_API_KEY") or None
 
 
 def authorized(api, path, header):
@@ -348,7 +365,7 @@ def make_handler(api):
             if self.unauthorized():
                 return
             if self.path == "/health":
-                self.send(200)
+                self.send(503 if api.engine_dead else 200)
             elif self.path == "/v1/models":
                 self.send(200, {"object": "list", "data": [{
                     "id": api.model, "object": "model", "created": 0, "owned_by": "vllm",
@@ -371,6 +388,10 @@ def make_handler(api):
                 body = json.loads(self.rfile.read(length) or b"null")
             except (ValueError, json.JSONDecodeError):
                 self.error(400, "invalid JSON body")
+                return
+            if api.engine_dead:
+                self.send(503, {"object": "error", "message": f"EngineDeadError: {api.engine_dead}",
+                                "type": "EngineDeadError", "code": 503})
                 return
             status, message = validate_chat(body, api.model)
             if status != 200:
@@ -480,8 +501,10 @@ def phases(delay, shards, rank):
         time.sleep(delay)
 
 
-def watch_peer(conn, what):
-    """Exit non-zero when the peer goes away (what gloo/NCCL do: the rank dies)."""
+def hold_peer(conn, what, on_loss):
+    """Watch a peer's connection; when it closes, call on_loss (never exit: the real
+    runtime's ranks do not notice a remote peer's death until a collective times out).
+    The socket is kept (CLOSE_WAIT), as a blocked collective keeps it."""
     def run():
         try:
             while True:
@@ -490,8 +513,7 @@ def watch_peer(conn, what):
                     break
         except OSError:
             pass
-        log(f"ERROR {what} went away: connection closed; this rank exits")
-        os._exit(1)
+        on_loss(what)
     threading.Thread(target=run, daemon=True).start()
 
 
@@ -507,7 +529,39 @@ def heartbeat(conns):
     threading.Thread(target=run, daemon=True).start()
 
 
-def run_head(args, env, delay):
+def read_hello(conn):
+    """The join message of a worker ({"rank": R}), or None (a probe: connect and close)."""
+    try:
+        conn.settimeout(5)
+        raw = conn.recv(256).decode().strip()
+        conn.settimeout(None)
+        return json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+
+
+def refuse_late_joins(srv):
+    """After the rendezvous: the store keeps listening; probes are closed, a late join
+    (a worker of another generation) is refused."""
+    def run():
+        while True:
+            try:
+                conn, peer = srv.accept()
+            except OSError:
+                return
+            hello = read_hello(conn)
+            if hello is not None:
+                log(f"ERROR refusing rank {hello.get('rank')} from {peer[0]}: the rendezvous of this "
+                    "master is complete (world already formed)")
+                try:
+                    conn.sendall(b"no\n")
+                except OSError:
+                    pass
+            conn.close()
+    threading.Thread(target=run, daemon=True).start()
+
+
+def run_head(args, env, delay, shards):
     host_ip = env["VLLM_HOST_IP"]
     nnodes = args.nnodes
     log(f"mq_connect_ip={host_ip} (VLLM_HOST_IP)")
@@ -525,42 +579,49 @@ def run_head(args, env, delay):
         return 1
     srv.listen(16)
     timeout = env_float("STANDIN_RENDEZVOUS_TIMEOUT_S", 600)
-    srv.settimeout(timeout)
+    t0 = time.monotonic()
     log(f"TCPStore listening on {args.master_addr}:{args.master_port}, "
         f"waiting for {nnodes - 1} worker node(s)")
-    conns = []
-    joined = set()
-    while len(joined) < nnodes - 1:
+    conn_by_rank = {}
+    while len(conn_by_rank) < nnodes - 1:
+        srv.settimeout(max(0.1, timeout - (time.monotonic() - t0)))
         try:
             conn, peer = srv.accept()
         except socket.timeout:
             log(f"ERROR DistStoreError: timed out after {timeout:.0f} s waiting for "
-                f"{nnodes - 1 - len(joined)} worker(s)")
+                f"{nnodes - 1 - len(conn_by_rank)} worker(s)")
             return 1
-        try:
-            conn.settimeout(5)
-            hello = json.loads(conn.recv(256).decode().strip() or "{}")
-            conn.settimeout(None)
-        except (OSError, ValueError):
+        hello = read_hello(conn)
+        if hello is None:
             conn.close()
             continue
         rank = hello.get("rank")
+        if not isinstance(rank, int) or not 0 < rank < nnodes or rank in conn_by_rank:
+            log(f"ERROR refusing a join from {peer[0]}: rank {rank!r} (expected 1..{nnodes - 1}, once each)")
+            conn.close()
+            continue
         log(f"worker rank {rank} joined from {peer[0]}")
-        joined.add(rank)
-        conns.append(conn)
-    conn_by_rank = dict(zip(sorted(joined), conns))
-    for rank, conn in conn_by_rank.items():
-        conn.sendall(b"go\n")
-        watch_peer(conn, f"worker rank {rank}")
-    heartbeat(conns)
-    log(f"all {nnodes} node(s) joined: world_size={args.tensor_parallel_size * args.pipeline_parallel_size}"
-        f" (TP={args.tensor_parallel_size} x PP={args.pipeline_parallel_size})")
-    phases(delay, args.standin_shards, 0)
+        conn_by_rank[rank] = conn
+    srv.settimeout(None)
     api = Api(args.served_model_name or args.model,
               null_content_bug=os.environ.get("STANDIN_NULL_CONTENT_BUG") == "1",
               token_delay=env_float("STANDIN_TOKEN_DELAY_S", 0.002),
               max_model_len=args.max_model_len,
               api_key=read_api_key())
+
+    def worker_lost(what):
+        api.engine_dead = f"{what} went away"
+        log(f"ERROR {what} went away: the next collective blocks until the NCCL timeout; "
+            "/health answers 503 (the engine is dead); this process keeps running")
+
+    for rank, conn in conn_by_rank.items():
+        conn.sendall(b"go\n")
+        hold_peer(conn, f"worker rank {rank}", worker_lost)
+    heartbeat(list(conn_by_rank.values()))
+    refuse_late_joins(srv)
+    log(f"all {nnodes} node(s) joined: world_size={args.tensor_parallel_size * args.pipeline_parallel_size}"
+        f" (TP={args.tensor_parallel_size} x PP={args.pipeline_parallel_size})")
+    phases(delay, shards, 0)
     log(f"API key: {'required on /v1 routes' if api.api_key else 'none (open API)'}")
     try:
         httpd = make_http_server(args.host, args.port, api)
@@ -574,131 +635,287 @@ def run_head(args, env, delay):
     return 0
 
 
-def run_worker(args, env, delay):
-    host_ip = env["VLLM_HOST_IP"]
-    log(f"headless worker rank {args.node_rank}: mq_connect_ip={host_ip}")
-    timeout = env_float("STANDIN_RENDEZVOUS_TIMEOUT_S", 600)
+def join_master(args, host_ip, timeout):
+    """Connect to the master's store and join; retried until it accepts (a master whose
+    rendezvous is complete refuses: retried too, like a store client waiting on it).
+    Returns the joined socket, or None after the timeout."""
     t0 = time.monotonic()
     attempt = 0
-    while True:
+    while time.monotonic() - t0 <= timeout:
         attempt += 1
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.bind((host_ip, 0))
         except OSError as exc:
             log(f"ERROR cannot bind to VLLM_HOST_IP {host_ip}: {exc}")
-            return 1
+            raise SystemExit(1) from exc
         sock.settimeout(2)
         try:
             sock.connect((args.master_addr, args.master_port))
             sock.sendall((json.dumps({"rank": args.node_rank}) + "\n").encode())
             sock.settimeout(None)
-            break
+            if attempt == 1 or attempt % 10 == 0:
+                log(f"connected to master {args.master_addr}:{args.master_port} from {host_ip}")
+            answer = sock.recv(3)
         except OSError as exc:
             sock.close()
             if attempt == 1 or attempt % 10 == 0:
                 log(f"waiting for master at {args.master_addr}:{args.master_port} "
                     f"(attempt {attempt}: {exc.strerror or exc})")
-            if time.monotonic() - t0 > timeout:
-                log(f"ERROR DistStoreError: master {args.master_addr}:{args.master_port} "
-                    f"did not answer in {timeout:.0f} s")
-                return 1
             time.sleep(1)
-    log(f"connected to master {args.master_addr}:{args.master_port} from {host_ip}")
-    try:
-        go = sock.recv(3)
-    except OSError:
-        go = b""
-    if not go.startswith(b"go"):
-        log("ERROR master went away during the rendezvous")
+            continue
+        if answer.startswith(b"go"):
+            return sock
+        sock.close()
+        if attempt == 1 or attempt % 10 == 0:
+            log(f"waiting for master at {args.master_addr}:{args.master_port} (attempt {attempt}: "
+                f"{'refused: its rendezvous is complete' if answer else 'closed during the rendezvous'})")
+        time.sleep(1)
+    return None
+
+
+def run_worker(args, env, delay, shards):
+    host_ip = env["VLLM_HOST_IP"]
+    log(f"headless worker rank {args.node_rank}: mq_connect_ip={host_ip}")
+    timeout = env_float("STANDIN_RENDEZVOUS_TIMEOUT_S", 600)
+    sock = join_master(args, host_ip, timeout)
+    if sock is None:
+        log(f"ERROR DistStoreError: master {args.master_addr}:{args.master_port} "
+            f"did not admit rank {args.node_rank} in {timeout:.0f} s")
         return 1
-    watch_peer(sock, "master (rank 0)")
+    log(f"rank {args.node_rank} joined master {args.master_addr}:{args.master_port}")
+
+    def master_lost(what):
+        log(f"ERROR {what} went away: this headless node watches only its local workers; "
+            "the executor stays blocked in the next collective (no exit, no new rendezvous)")
+
+    hold_peer(sock, "master (rank 0)", master_lost)
     heartbeat([sock])
-    phases(delay, args.standin_shards, args.node_rank)
+    phases(delay, shards, args.node_rank)
     log(f"worker rank {args.node_rank} ready: executor running (headless)")
     threading.Event().wait()
     return 0
 
 
+# --------------------------------------------------------------------------- contract checks
+
+JIT_VARS = ("VLLM_CACHE_ROOT", "DG_JIT_CACHE_DIR", "TILELANG_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
+            "TRITON_CACHE_DIR", "TORCH_EXTENSIONS_DIR", "FLASHINFER_WORKSPACE_BASE")
+REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def check_toolchain(env, which=shutil.which):
+    """Problems of the /opt/env toolchain the JIT needs (nvcc, CUDA_HOME, libraries)."""
+    problems = []
+    nvcc = which("nvcc", path=env.get("PATH", ""))
+    if nvcc != "/opt/env/bin/nvcc":
+        problems.append(f"DeepGEMM JIT: nvcc not found on PATH ({env.get('PATH', '')!r}); "
+                        "export PATH=/opt/env/bin:... before starting vllm")
+    if not env.get("CUDA_HOME"):
+        problems.append("TileLang JIT: CUDA_HOME is not set (expected /opt/env/...)")
+    if "/opt/env/lib" not in env.get("LD_LIBRARY_PATH", "").split(":"):
+        problems.append("LD_LIBRARY_PATH lacks /opt/env/lib (libcudart of the runtime)")
+    return problems
+
+
+def check_cache_access(env, access=os.access):
+    """PermissionError lines for caches this process cannot use (JIT: write, hub: read)."""
+    problems = []
+    for var in JIT_VARS:
+        path = env.get(var)
+        if not path:
+            continue
+        if not (os.path.isdir(path) and access(path, os.W_OK | os.X_OK)):
+            problems.append(f"PermissionError: [Errno 13] Permission denied: {path!r} "
+                            f"({var}, uid {os.getuid()} cannot write it)")
+    hub = env.get("HF_HUB_CACHE")
+    if hub and not (os.path.isdir(hub) and access(hub, os.R_OK | os.X_OK)):
+        problems.append(f"PermissionError: [Errno 13] Permission denied: {hub!r} "
+                        f"(HF_HUB_CACHE, uid {os.getuid()} cannot read it)")
+    return problems
+
+
+def resolve_offline(hub_dir, repo, revision):
+    """(snapshot dir, None) or (None, error) the way huggingface_hub resolves offline."""
+    if os.path.isdir(repo):
+        return repo, None
+    base = os.path.join(hub_dir, "models--" + repo.replace("/", "--"))
+    rev = revision or "main"
+    if REVISION_RE.match(rev):
+        commit = rev
+    else:
+        try:
+            with open(os.path.join(base, "refs", rev), encoding="utf-8") as handle:
+                commit = handle.read().strip()
+        except OSError:
+            return None, (f"OSError: We couldn't connect to 'https://huggingface.co' to load the files, and "
+                          f"couldn't find them in the cached files (HF_HUB_CACHE={hub_dir}): no "
+                          f"refs/{rev} for {repo}. Check your internet connection or see "
+                          "https://huggingface.co/docs/huggingface_hub/guides/manage-cache")
+    snapshot = os.path.join(base, "snapshots", commit)
+    if not os.path.isfile(os.path.join(snapshot, "config.json")):
+        return None, (f"OSError: {repo} at revision {commit} is not in the cache "
+                      f"(HF_HUB_CACHE={hub_dir}: no {snapshot}/config.json) and HF_HUB_OFFLINE=1")
+    return snapshot, None
+
+
+def count_shards(snapshot):
+    return len([n for n in os.listdir(snapshot) if n.endswith(".safetensors")])
+
+
+def check_topology(args, gpus_per_node):
+    """vLLM's checks of the parallel layout: world size, ranks, headless."""
+    world = args.tensor_parallel_size * args.pipeline_parallel_size
+    if world != args.nnodes * gpus_per_node:
+        return (f"ValueError: tensor_parallel_size ({args.tensor_parallel_size}) x pipeline_parallel_size "
+                f"({args.pipeline_parallel_size}) = {world} != nnodes ({args.nnodes}) x "
+                f"{gpus_per_node} GPU(s) per node")
+    if not 0 <= args.node_rank < args.nnodes:
+        return f"ValueError: node_rank {args.node_rank} is not in [0, {args.nnodes})"
+    if (args.node_rank == 0) == args.headless:
+        return "ValueError: rank 0 serves the API; ranks > 0 run --headless"
+    return None
+
+
+def check_pinning(env, ifaddr=interface_ipv4):
+    """(problem, is_gloo_error): the socket pinning gloo, NCCL and vLLM read."""
+    ifname = env.get("GLOO_SOCKET_IFNAME", "")
+    address = ifaddr(ifname)
+    if not ifname or address is None:
+        return f"RuntimeError: ifa != nullptr. Unable to find address for: {ifname}", True
+    if env.get("NCCL_SOCKET_IFNAME") != "=" + ifname:
+        return (f"NCCL_SOCKET_IFNAME is {env.get('NCCL_SOCKET_IFNAME')!r}, expected '={ifname}' "
+                "(an exact match of the gloo interface; a prefix can pick another netdev)"), False
+    if not env.get("VLLM_HOST_IP"):
+        return "VLLM_HOST_IP is not set (vLLM would advertise the default-route address)", False
+    if env["VLLM_HOST_IP"] != address:
+        return (f"VLLM_HOST_IP {env['VLLM_HOST_IP']} is not the address of {ifname} ({address}): "
+                "the ranks would advertise one interface and talk over another"), False
+    return None, False
+
+
+class StrictParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"vllm: error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="vllm (spark-lab stand-in)")
+    """Exactly the flags the real launch uses; anything else is an error (exit 2)."""
+    parser = StrictParser(prog="vllm", allow_abbrev=False)
     parser.add_argument("subcommand", choices=["serve"])
     parser.add_argument("model")
     parser.add_argument("--served-model-name", default=None)
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--tokenizer-revision", default=None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--pipeline-parallel-size", type=int, default=1)
+    parser.add_argument("--distributed-executor-backend", choices=["mp", "ray"], default="mp")
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--node-rank", type=int, default=0)
     parser.add_argument("--master-addr", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, default=29501)
     parser.add_argument("--headless", action="store_true")
     parser.add_argument("--max-model-len", type=int, default=262144)
+    parser.add_argument("--max-num-seqs", type=int, default=None)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=None)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--kv-cache-dtype", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"], default="auto")
+    parser.add_argument("--block-size", type=int, default=None)
+    parser.add_argument("--enable-prefix-caching", action="store_true")
+    parser.add_argument("--no-enable-prefix-caching", dest="enable_prefix_caching", action="store_false")
     parser.add_argument("--speculative-config", default=None)
-    parser.add_argument("--standin-shards", type=int,
-                        default=int(os.environ.get("STANDIN_SHARDS", "48")))
-    args, rest = parser.parse_known_args(argv)
-    return args, rest
+    parser.add_argument("--tokenizer-mode", default="auto")
+    parser.add_argument("--reasoning-parser", default=None)
+    parser.add_argument("--reasoning-config", default=None)
+    parser.add_argument("--tool-call-parser", default=None)
+    parser.add_argument("--enable-auto-tool-choice", action="store_true")
+    parser.add_argument("--default-chat-template-kwargs", default=None)
+    parser.add_argument("--enable-flashinfer-autotune", action="store_true")
+    parser.add_argument("--enforce-eager", action="store_true")
+    return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args, rest = parse_args(sys.argv[1:] if argv is None else argv)
-    log(f"vLLM API server version {VERSION}")
-    log(f"non-default args: model={args.model!r} nnodes={args.nnodes} node_rank={args.node_rank} "
-        f"headless={args.headless} tensor_parallel_size={args.tensor_parallel_size} "
-        f"pipeline_parallel_size={args.pipeline_parallel_size} other={' '.join(rest)}")
-    problem = layout_problem(args)
-    if problem:
-        log(f"ERROR ValueError: {problem}")
-        return 1
-    if args.speculative_config:
-        try:
-            spec = json.loads(args.speculative_config)
-        except ValueError:
-            log("ERROR --speculative-config is not JSON")
-            return 2
-        if spec.get("method") != "dspark" or int(spec.get("num_speculative_tokens", 0)) < 5:
-            log(f"ERROR speculative config {spec} rejected (dspark, >= 5 tokens)")
-            return 2
-    env = os.environ
-    ifname = env.get("GLOO_SOCKET_IFNAME", "")
-    if not ifname or interface_ipv4(ifname) is None:
-        print(f"RuntimeError: ifa != nullptr. Unable to find address for: {ifname}", flush=True)
-        return 1
-    if not env.get("VLLM_HOST_IP"):
-        log("ERROR VLLM_HOST_IP is not set")
-        return 1
-    if (args.node_rank == 0) == args.headless:
-        log("ERROR rank 0 serves the API; ranks > 0 run --headless")
-        return 2
-    delay = env_float("STANDIN_PHASE_DELAY_S", 0.05)
-    signal_exit()
-    if args.node_rank == 0:
-        return run_head(args, env, delay)
-    return run_worker(args, env, delay)
-
-
-def layout_problem(args, hub=None):
-    """vLLM's own checks of the parallel layout (one GPU per lab node): world size =
-    nodes, and the model's attention heads divisible by TP (from the cached config.json)."""
-    hub = hub or os.environ.get("HF_HUB_CACHE") or "/root/.cache/huggingface/hub"
-    world = args.tensor_parallel_size * args.pipeline_parallel_size
-    if world != args.nnodes:
-        return (f"world size {world} (TP {args.tensor_parallel_size} x PP "
-                f"{args.pipeline_parallel_size}) != {args.nnodes} node(s) x 1 GPU")
-    rdir = os.path.join(hub, "models--" + args.model.replace("/", "--"))
+def heads_problem(args, snapshot):
+    """vLLM's check of the model against TP: the attention heads (config.json of the
+    resolved snapshot) divisible by the tensor parallel size."""
     try:
-        with open(os.path.join(rdir, "refs", "main"), encoding="utf-8") as ref:
-            commit = ref.read().strip()
-        with open(os.path.join(rdir, "snapshots", commit, "config.json"), encoding="utf-8") as fh:
-            heads = int(json.load(fh).get("num_attention_heads") or 0)
+        with open(os.path.join(snapshot, "config.json"), encoding="utf-8") as handle:
+            heads = int(json.load(handle).get("num_attention_heads") or 0)
     except (OSError, ValueError):
         return None  # no readable config: vLLM would fail later, on loading
     if heads and heads % args.tensor_parallel_size:
-        return (f"Total number of attention heads ({heads}) must be divisible by tensor "
+        return (f"ValueError: Total number of attention heads ({heads}) must be divisible by tensor "
                 f"parallel size ({args.tensor_parallel_size}).")
     return None
+
+
+def check_json_flags(args):
+    for flag in ("speculative_config", "reasoning_config", "default_chat_template_kwargs"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return f"--{flag.replace('_', '-')} is not JSON: {value!r}"
+        if not isinstance(parsed, dict):
+            return f"--{flag.replace('_', '-')} must be a JSON object"
+    if args.speculative_config:
+        spec = json.loads(args.speculative_config)
+        if spec.get("method") != "dspark" or int(spec.get("num_speculative_tokens", 0)) < 5:
+            return f"speculative config {spec} rejected (dspark, >= 5 tokens)"
+    return None
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    env = os.environ
+    log(f"vLLM API server version {VERSION}")
+    log(f"non-default args: model={args.model!r} revision={args.revision!r} nnodes={args.nnodes} "
+        f"node_rank={args.node_rank} headless={args.headless} "
+        f"tensor_parallel_size={args.tensor_parallel_size} max_num_seqs={args.max_num_seqs} "
+        f"kv_cache_dtype={args.kv_cache_dtype} enable_prefix_caching={args.enable_prefix_caching}")
+    problem = check_json_flags(args) or check_topology(args, int(env.get("STANDIN_GPUS_PER_NODE", "1")))
+    if problem:
+        log(f"ERROR {problem}")
+        return 2
+    problems = check_toolchain(env) + check_cache_access(env)
+    if problems:
+        for line in problems:
+            print(line, flush=True)
+        return 1
+    hub = env.get("HF_HUB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")
+    snapshot = None
+    if env.get("HF_HUB_OFFLINE") == "1":
+        snapshot, error = resolve_offline(hub, args.model, args.revision)
+        if error:
+            print(error, flush=True)
+            return 1
+        log(f"model {args.model} resolved offline: {snapshot}")
+    else:
+        snapshot, _ = resolve_offline(hub, args.model, args.revision)  # online: vLLM would download
+    problem = heads_problem(args, snapshot) if snapshot else None
+    if problem:
+        log(f"ERROR {problem}")
+        return 1
+    problem, gloo = check_pinning(env)
+    if problem:
+        if gloo:
+            print(problem, flush=True)
+        else:
+            log(f"ERROR {problem}")
+        return 1
+    shards = int(env.get("STANDIN_SHARDS") or (count_shards(snapshot) if snapshot else 48) or 48)
+    delay = env_float("STANDIN_PHASE_DELAY_S", 0.05)
+    signal_exit()
+    if args.node_rank == 0:
+        return run_head(args, env, delay, shards)
+    return run_worker(args, env, delay, shards)
 
 
 def signal_exit():
