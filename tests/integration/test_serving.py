@@ -71,6 +71,22 @@ def serving_pair(hostvars):
 
 # --------------------------------------------------------------------------- files and units
 
+def restart_refused(worker, needle, what, within=30):
+    """Restart the unit on a worker: the pre-start check must refuse (its line in the
+    journal names the problem) and no runtime container may run."""
+    since = dexec(worker, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    dexec(worker, f"systemctl restart --no-block {UNIT}")
+    t0, journal = time.monotonic(), ""
+    while time.monotonic() - t0 < within:
+        journal = dexec(worker, f"journalctl -u {UNIT} --since '{since}' -o cat --no-pager").stdout
+        if "spark-prestart:" in journal and needle in journal:
+            break
+        time.sleep(1)
+    assert "spark-prestart:" in journal and needle in journal, journal
+    running = dexec(worker, "docker inspect -f '{{.State.Running}}' spark-runtime").stdout.strip()
+    assert running != "true", f"the runtime started despite {what}"
+
+
 def test_compose_file_carries_the_field_flags(host, hostvars):
     f = host.file("/etc/spark-cluster/compose.yml")
     assert f.exists and f.user == "root"
@@ -224,17 +240,7 @@ def test_a_cache_the_runtime_uid_cannot_write_stops_the_start_with_its_message(h
     target = "/var/cache/spark-jit/triton"
     dexec(worker, f"chown 0:0 {target} && chmod 0700 {target}", check=True)
     try:
-        since = dexec(worker, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
-        dexec(worker, f"systemctl restart --no-block {UNIT}")
-        t0, journal = time.monotonic(), ""
-        while time.monotonic() - t0 < 30:
-            journal = dexec(worker, f"journalctl -u {UNIT} --since '{since}' -o cat --no-pager").stdout
-            if f"uid 1000 cannot write {target}" in journal:
-                break
-            time.sleep(1)
-        assert "spark-prestart:" in journal and f"uid 1000 cannot write {target}" in journal, journal
-        running = dexec(worker, "docker inspect -f '{{.State.Running}}' spark-runtime").stdout.strip()
-        assert running != "true", "the runtime started with a cache it cannot write"
+        restart_refused(worker, f"uid 1000 cannot write {target}", "a cache it cannot write")
     finally:
         dexec(worker, f"chown 1000:1000 {target} && chmod 0755 {target}")
         dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
@@ -252,17 +258,7 @@ def test_wrong_pin_stops_the_start_with_the_prestart_message(hostvars):
         dexec(worker, "python3 -c \"import json; p=json.load(open('%s')); "
                       "p['node']['address']='198.18.100.99'; p['rails'][0]['address']='198.18.100.99/24'; "
                       "json.dump(p, open('%s','w'))\"" % (PARAMS, PARAMS), check=True)
-        since = dexec(worker, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
-        dexec(worker, f"systemctl restart --no-block {UNIT}")
-        t0, journal = time.monotonic(), ""
-        while time.monotonic() - t0 < 30:
-            journal = dexec(worker, f"journalctl -u {UNIT} --since '{since}' -o cat --no-pager").stdout
-            if "spark-prestart:" in journal and "198.18.100.99" in journal:
-                break
-            time.sleep(1)
-        assert "spark-prestart:" in journal and "198.18.100.99" in journal, journal
-        running = dexec(worker, "docker inspect -f '{{.State.Running}}' spark-runtime").stdout.strip()
-        assert running != "true", "the runtime started despite the wrong pin"
+        restart_refused(worker, "198.18.100.99", "the wrong pin")
     finally:
         dexec(worker, f"mv -f {backup} {PARAMS}")
         dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
