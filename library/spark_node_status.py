@@ -12,6 +12,9 @@ description:
     (the runtime env file), the runtime image ID, the serving unit's state and its starts in the
     last hour (journal), memory (C(/proc/meminfo)) and the stall watchdog's last verdict.
   - On the head (C(api_base_url) set) also C(GET /health) and C(GET /v1/models).
+  - With C(prometheus_url) (the head, monitoring on) also the current value of every recording
+    rule of C(module_utils/spark_monitoring.py) (one instant query) and the project's alerts
+    that are firing.
   - Read-only; the rendering is C(module_utils/spark_status.py).
 version_added: "1.0.0"
 author:
@@ -50,6 +53,9 @@ options:
     description: Bearer key of the API.
     type: str
     no_log: true
+  prometheus_url:
+    description: Prometheus seen from this node (head with monitoring on), e.g. C(http://127.0.0.1:9090).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -69,14 +75,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 status:
-  description: The node's readings (host, role, rails, gid_index, image_id, unit, unit_state, starts_last_hour, memory, watchdog, api).
+  description: The node's readings (host, role, rails, gid_index, image_id, unit, unit_state, starts_last_hour, memory, watchdog, api, metrics).
   returned: always
   type: dict
 """
 
 import json
+import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.spark_monitoring import RECORDED_SELECTOR, firing_alerts, recorded_values
 from ansible.module_utils.spark_serving import http_json
 from ansible.module_utils.spark_status import gid_in_force, memory, rails_state, starts_last_hour
 
@@ -100,6 +108,7 @@ def main():
             watchdog_state_path=dict(type="path", default="/var/lib/spark-cluster/watchdog-state.json"),
             api_base_url=dict(type="str"),
             api_key=dict(type="str", no_log=True),
+            prometheus_url=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -143,7 +152,24 @@ def main():
         else:
             api["models_error"] = f"HTTP {code or 'no answer'}"
         status["api"] = api
+    if p["prometheus_url"]:
+        status["metrics"] = prometheus_metrics(p["prometheus_url"].rstrip("/"))
     module.exit_json(changed=False, status=status)
+
+
+def prometheus_metrics(base):
+    """{"prometheus", "values", "alerts"} or {"prometheus", "error"} when it does not answer."""
+    query = urllib.parse.urlencode({"query": RECORDED_SELECTOR})
+    code, answer = http_json(f"{base}/api/v1/query?{query}", timeout=10)
+    if code != 200 or not isinstance(answer, dict) or answer.get("status") != "success":
+        return {"prometheus": base, "error": f"HTTP {code or 'no answer'}: {str(answer)[:200]}"}
+    metrics = {"prometheus": base, "values": recorded_values((answer.get("data") or {}).get("result"))}
+    code, alerts = http_json(f"{base}/api/v1/alerts", timeout=10)
+    if code == 200 and isinstance(alerts, dict):
+        metrics["alerts"] = firing_alerts((alerts.get("data") or {}).get("alerts"))
+    else:
+        metrics["alerts_error"] = f"HTTP {code or 'no answer'}"
+    return metrics
 
 
 if __name__ == "__main__":

@@ -343,6 +343,54 @@ def alert_table(overrides=None):
             for a in ALERTS]
 
 
+# ---------------------------------------------------------------------- current values
+
+# One instant query returns every recorded series (status.yml shows them)
+RECORDED_SELECTOR = '{__name__=~"spark:.+"}'
+
+
+def _labels_text(metric):
+    return ",".join("%s=%s" % (k, v) for k, v in sorted(metric.items())
+                    if k not in ("__name__", "job", "model_name", "instance"))
+
+
+def recorded_values(result):
+    """Prometheus instant-query ``data.result`` (a vector) for RECORDED_SELECTOR ->
+    [{"record", "labels", "value"}] ordered as RECORDING_RULES (then by labels); series of
+    names not in the table are left out, NaN stays None (no data in the window)."""
+    order = {}
+    for rule in RECORDING_RULES:
+        order.setdefault(rule["record"], len(order))
+    rows = []
+    for sample in result or []:
+        metric = sample.get("metric") or {}
+        name = metric.get("__name__")
+        if name not in order:
+            continue
+        try:
+            value = float((sample.get("value") or [None, None])[1])
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and value != value:  # NaN
+            value = None
+        rows.append({"record": name, "labels": _labels_text(metric), "value": value})
+    rows.sort(key=lambda r: (order[r["record"]], r["labels"]))
+    return rows
+
+
+def firing_alerts(alerts):
+    """Prometheus ``/api/v1/alerts`` ``data.alerts`` -> sorted names of the project's alerts
+    that are firing, with their node where they have one ("SparkRailDown (spark-worker)")."""
+    known = {a["alert"] for a in ALERTS}
+    out = set()
+    for alert in alerts or []:
+        labels = alert.get("labels") or {}
+        if alert.get("state") == "firing" and labels.get("alertname") in known:
+            node = labels.get("node") or labels.get("instance")
+            out.add(labels["alertname"] + (" (%s)" % node if node else ""))
+    return sorted(out)
+
+
 # ---------------------------------------------------------------------- scrape config
 
 def node_targets(nodes, port):

@@ -107,6 +107,8 @@ def build_report(nodes, bench=None, link=None, generated_at=None):
     api = head.get("api") or {}
     if api and api.get("health") != 200:
         problems.append(f"head /health answered {api.get('health') or 'nothing'}")
+    metrics = head.get("metrics") or {}
+    problems += [f"alert firing: {name}" for name in metrics.get("alerts") or []]
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -115,6 +117,7 @@ def build_report(nodes, bench=None, link=None, generated_at=None):
         "problems": problems,
         "nodes": nodes,
         "api": api,
+        "metrics": metrics,
         "bench": bench_figure(bench),
         "link": link_figure(link),
     }
@@ -142,4 +145,25 @@ def render_markdown(report):
               f"- head `/v1/models`: {', '.join(api.get('models') or []) or api.get('models_error') or 'none'}",
               f"- last bench: {report['bench']}",
               f"- last link report: {report['link']}", ""]
+    lines += _metrics_lines(report.get("metrics") or {})
     return "\n".join(lines)
+
+
+def _value_cell(value):
+    if value is None:
+        return "no data"
+    return f"{value:.4g}"
+
+
+def _metrics_lines(metrics):
+    """The recording rules' current values from the head's Prometheus (monitoring on)."""
+    if not metrics:
+        return []
+    lines = [f"## Recorded metrics (Prometheus {metrics.get('prometheus')})", ""]
+    if metrics.get("error"):
+        return lines + [f"Prometheus did not answer: {metrics['error']}", ""]
+    lines += [f"Alerts firing: {', '.join(metrics.get('alerts') or []) or 'none'}", "",
+              "| recording rule | labels | value |", "|---|---|---|"]
+    lines += [f"| `{row['record']}` | {row['labels'] or '-'} | {_value_cell(row['value'])} |"
+              for row in metrics.get("values") or []] or ["| (no series yet) | - | - |"]
+    return lines + [""]

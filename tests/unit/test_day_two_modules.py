@@ -4,6 +4,9 @@ import importlib.util
 import json
 import pathlib
 import tarfile
+import threading
+import urllib.parse
+import http.server
 
 import pytest
 from ansible.module_utils import basic
@@ -70,6 +73,50 @@ def test_node_status_head_reads_the_watchdog_and_the_api(commands, tmp_path, cap
     assert code == 0
     assert result["status"]["watchdog"] == "ok: probe token after 0.1 s"
     assert result["status"]["api"]["health"] == 0 and "models_error" in result["status"]["api"]
+
+
+@pytest.fixture
+def prometheus():
+    """A fake Prometheus on 127.0.0.1 answering /api/v1/query and /api/v1/alerts as 2.x does."""
+    from test_status import PROM_ALERTS, PROM_QUERY
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            url = urllib.parse.urlsplit(self.path)
+            seen.append((url.path, urllib.parse.parse_qs(url.query)))
+            body = {"/api/v1/query": PROM_QUERY, "/api/v1/alerts": PROM_ALERTS}.get(url.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body or {"status": "error"}).encode())
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_node_status_head_reads_prometheus(commands, tmp_path, capsys, prometheus):
+    url, seen = prometheus
+    code, result = run(spark_node_status, {"role": "head", "rails": RAILS, "image": "img",
+                                           "watchdog_state_path": str(tmp_path / "none"),
+                                           "prometheus_url": url + "/"}, capsys)
+    assert code == 0
+    metrics = result["status"]["metrics"]
+    assert seen[0] == ("/api/v1/query", {"query": ['{__name__=~"spark:.+"}']})
+    assert metrics["values"][0] == {"record": "spark:generation_tokens:rate1m", "labels": "", "value": 35.4}
+    assert metrics["alerts"] == ["SparkRailDown (spark-worker)"]
+
+
+def test_node_status_head_prometheus_down(commands, tmp_path, capsys):
+    code, result = run(spark_node_status, {"role": "head", "rails": RAILS, "image": "img",
+                                           "watchdog_state_path": str(tmp_path / "none"),
+                                           "prometheus_url": "http://127.0.0.1:9"}, capsys)
+    assert code == 0 and result["status"]["metrics"]["error"].startswith("HTTP no answer")
 
 
 def test_status_report_writes_md_and_json(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import datetime
 
+from ansible.module_utils import spark_monitoring as sm
 from ansible.module_utils import spark_status as st
 
 RAILS = [{"interface": "enp1s0f1np1", "address": "192.168.100.10/24"},
@@ -66,3 +67,63 @@ def test_report_degraded_names_the_problems():
     assert any("w: rail enP2p1s0f1np1 DOWN" in p for p in report["problems"])
     assert any("/health answered nothing" in p for p in report["problems"])
     assert report["bench"] == "none"
+
+
+# A Prometheus 2.x instant query for spark_monitoring.RECORDED_SELECTOR, shaped like the
+# head's answer (GET /api/v1/query): TTFT quantiles, a NaN acceptance (no drafts in the
+# window), a series of another rule set that must be left out.
+PROM_QUERY = {"status": "success", "data": {"resultType": "vector", "result": [
+    {"metric": {"__name__": "spark:time_to_first_token_seconds:quantile", "model_name": "m", "quantile": "0.9"},
+     "value": [1764460800.0, "0.412"]},
+    {"metric": {"__name__": "spark:memory_available:ratio", "instance": "192.168.100.11:9100", "job": "node",
+                "node": "spark-worker"}, "value": [1764460800.0, "0.21"]},
+    {"metric": {"__name__": "spark:generation_tokens:rate1m", "model_name": "m"}, "value": [1764460800.0, "35.4"]},
+    {"metric": {"__name__": "spark:spec_decode_acceptance_rate:ratio", "model_name": "m"},
+     "value": [1764460800.0, "NaN"]},
+    {"metric": {"__name__": "spark:time_to_first_token_seconds:quantile", "model_name": "m", "quantile": "0.5"},
+     "value": [1764460800.0, "0.2"]},
+    {"metric": {"__name__": "spark:something_else:sum"}, "value": [1764460800.0, "1"]},
+]}}
+PROM_ALERTS = {"status": "success", "data": {"alerts": [
+    {"labels": {"alertname": "SparkRailDown", "node": "spark-worker", "severity": "critical"}, "state": "firing"},
+    {"labels": {"alertname": "SparkEngineStalled", "severity": "critical"}, "state": "pending"},
+    {"labels": {"alertname": "Watchdog"}, "state": "firing"},
+]}}
+
+
+def test_recorded_values_in_rule_order_nan_as_no_data():
+    rows = sm.recorded_values(PROM_QUERY["data"]["result"])
+    assert [r["record"] for r in rows] == [
+        "spark:generation_tokens:rate1m", "spark:spec_decode_acceptance_rate:ratio",
+        "spark:time_to_first_token_seconds:quantile", "spark:time_to_first_token_seconds:quantile",
+        "spark:memory_available:ratio"]
+    assert rows[1]["value"] is None
+    assert [r["labels"] for r in rows[2:]] == ["quantile=0.5", "quantile=0.9", "node=spark-worker"]
+
+
+def test_firing_alerts_only_the_projects_and_only_firing():
+    assert sm.firing_alerts(PROM_ALERTS["data"]["alerts"]) == ["SparkRailDown (spark-worker)"]
+    assert sm.firing_alerts(None) == []
+
+
+def test_report_shows_recorded_metrics_and_firing_alerts_degrade():
+    metrics = {"prometheus": "http://127.0.0.1:9090", "values": sm.recorded_values(PROM_QUERY["data"]["result"]),
+               "alerts": sm.firing_alerts(PROM_ALERTS["data"]["alerts"])}
+    head = node("h", "head", api={"health": 200, "models": ["m"]})
+    head["metrics"] = metrics
+    report = st.build_report([head, node("w", "worker")])
+    assert report["verdict"] == "degraded"
+    assert "alert firing: SparkRailDown (spark-worker)" in report["problems"]
+    md = st.render_markdown(report)
+    assert "## Recorded metrics (Prometheus http://127.0.0.1:9090)" in md
+    assert "| `spark:generation_tokens:rate1m` | - | 35.4 |" in md
+    assert "| `spark:spec_decode_acceptance_rate:ratio` | - | no data |" in md
+    assert "| `spark:memory_available:ratio` | node=spark-worker | 0.21 |" in md
+
+
+def test_report_says_when_prometheus_did_not_answer():
+    head = node("h", "head", api={"health": 200, "models": ["m"]})
+    head["metrics"] = {"prometheus": "http://127.0.0.1:9090", "error": "HTTP no answer: Connection refused"}
+    md = st.render_markdown(st.build_report([head]))
+    assert "Prometheus did not answer: HTTP no answer: Connection refused" in md
+    assert "Recorded metrics" not in st.render_markdown(st.build_report([node("h", "head")]))
