@@ -12,7 +12,7 @@ DAY_TWO := status.yml start.yml stop.yml restart.yml diagnose.yml teardown.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker promtool lab-up lab lab-down lab-status lint unit mutants rules molecule test clean bench-link
+.PHONY: help venv docker promtool lab-up lab lab-down lab-status lab-day-two lint unit mutants rules molecule test clean bench-link
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ lab-down: venv ## remove the lab nodes, their network and cables
 
 lab-status: venv ## show the lab nodes and their rails
 	$(BIN)/python lab/spark_lab.py status --inventory $(LAB_INVENTORY)
+
+lab-day-two: lab ## make lab, then every day-two test (status, diagnose, watchdog, restart, memory guard, teardown + site.yml again)
+	SPARK_DAY_TWO_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=0 tests/integration/test_day_two.py
 
 lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/yamllint -s .

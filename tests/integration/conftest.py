@@ -5,10 +5,12 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventory" / "lab"
@@ -75,6 +77,33 @@ def docker_sh(container, script, check=True, timeout=120):
     """Run a shell script in a lab node (docker exec), return the CompletedProcess."""
     return subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True,
                           text=True, check=check, timeout=timeout)
+
+
+def lab_vars(inventory=INVENTORY):
+    """A lab inventory's hosts.yml hosts and their own vars (rails, addresses)."""
+    inv = yaml.safe_load((pathlib.Path(inventory) / "hosts.yml").read_text())
+    hosts = {}
+    for group in inv["spark"]["children"].values():
+        hosts.update(group["hosts"])
+    return hosts
+
+
+def wait_for(predicate, timeout, step=1.0):
+    """Seconds until predicate() held, polling every step seconds; None after timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return round(time.monotonic() - start, 1)
+        time.sleep(step)
+    return None
+
+
+def write_record(path, name, **data):
+    """Add a named measurement (with its UTC time) to a JSON record under reports/."""
+    path.parent.mkdir(exist_ok=True)
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs[name] = dict(data, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    path.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
 
 
 def lab_flavour(container="spark-head"):

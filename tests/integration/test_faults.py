@@ -3,7 +3,6 @@ lost: a QSFP rail taken down and brought back, site.yml interrupted midway and r
 again, the head's and a worker's runtime killed. Each records what happened and how long recovery took in
 reports/faults-latest.json (docs/faults.md has a reading)."""
 
-import json
 import os
 import pathlib
 import re
@@ -15,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-import yaml
+from conftest import lab_vars, wait_for, write_record
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ("spark-head", "spark-worker")
@@ -31,14 +30,6 @@ RECORD = ROOT / "reports" / "faults-latest.json"
 def sh(container, script, check=True, timeout=120):
     return subprocess.run(["docker", "exec", container, "sh", "-c", script],
                           capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def lab_vars():
-    inv = yaml.safe_load((ROOT / "inventory" / "lab" / "hosts.yml").read_text())
-    hosts = {}
-    for group in inv["spark"]["children"].values():
-        hosts.update(group["hosts"])
-    return hosts
 
 
 def snapshot(container):
@@ -67,20 +58,8 @@ def rails_up(hosts):
     return sh("spark-worker", f"ping -c 1 -W 1 -M do -s 8972 {head_rail0}", check=False).returncode == 0
 
 
-def wait_for(predicate, timeout):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(1)
-    return None
-
-
 def record(name, **data):
-    RECORD.parent.mkdir(exist_ok=True)
-    runs = json.loads(RECORD.read_text()) if RECORD.exists() else {}
-    runs[name] = dict(data, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    RECORD.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
+    write_record(RECORD, name, **data)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import urllib.parse
 import pytest
 import yaml
 
+from conftest import lab_vars as inventory_vars
 from test_faults import record, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -24,11 +25,7 @@ PROM = "http://127.0.0.1:9090"
 
 
 def lab_vars():
-    inv = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
-    hosts = {}
-    for group in inv["spark"]["children"].values():
-        hosts.update(group["hosts"])
-    return hosts
+    return inventory_vars(INVENTORY)
 
 
 def sh(name, script, check=True, timeout=120):
