@@ -61,10 +61,13 @@ def commands(unit, container, rails, config_dir, watchdog_units=()):
     """(file name, argv) of what the bundle holds; commands that do not exist on the
     node leave a note in their file."""
     units = ["-u", unit] + [x for u in watchdog_units for x in ("-u", u)]
+    # --all: docker compose writes terminal escapes into its lines, which journalctl would
+    # otherwise print as "[238B blob data]" (the runtime's log lost from the bundle)
+    journal = ["journalctl", "-b", "--no-pager", "--all"]
     out = [
-        ("journal-serving.txt", ["journalctl", "-b", "--no-pager", *units]),
-        ("journal-spark-units.txt", ["journalctl", "-b", "--no-pager", "-u", "spark-*"]),
-        ("journal-network-docker.txt", ["journalctl", "-b", "--no-pager", "-u", "systemd-networkd",
+        ("journal-serving.txt", [*journal, *units]),
+        ("journal-spark-units.txt", [*journal, "-u", "spark-*"]),
+        ("journal-network-docker.txt", [*journal, "-u", "systemd-networkd",
                                         "-u", "NetworkManager", "-u", "docker", "-n", "3000"]),
         ("runtime-log-tail.txt", ["docker", "logs", "--tail", "3000", "--timestamps", container]),
         ("docker-inspect-runtime.json", ["docker", "inspect", container]),

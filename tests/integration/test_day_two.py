@@ -212,7 +212,10 @@ def test_restart_stop_start():
     run = play("stop.yml")
     assert run.returncode == 0, run.stdout[-3000:]
     for node in NODES:
-        assert sh(node, "systemctl is-active spark-runtime", check=False).stdout.strip() == "inactive"
+        state = sh(node, "systemctl is-active spark-runtime", check=False).stdout.strip()
+        why = sh(node, "systemctl show spark-runtime -p Result -p ExecMainCode -p ExecMainStatus; "
+                       "journalctl -a -u spark-runtime -n 25 --no-pager", check=False).stdout
+        assert state == "inactive", f"{node}: {state} after stop.yml\n{why}"
     assert not healthy()
     t0 = time.monotonic()
     run = play("start.yml")

@@ -70,3 +70,9 @@ def test_commands_cover_the_rails():
     names = [n for n, _ in dg.commands("u", "c", [{"interface": "enp1s0f1np1"}], "/etc/x")]
     assert "ethtool-enp1s0f1np1.txt" in names and "nvidia-smi-q.txt" in names
     assert "docker-inspect-runtime.json" in names and "journal-serving.txt" in names
+
+
+def test_journals_keep_lines_with_terminal_escapes():
+    """docker compose's lines carry escapes; without --all journalctl prints '[238B blob data]'."""
+    journals = [argv for _, argv in dg.commands("u", "c", [], "/etc/x") if argv[0] == "journalctl"]
+    assert len(journals) == 3 and all("--all" in argv for argv in journals)
