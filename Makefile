@@ -48,7 +48,7 @@ lab-status: venv ## show the lab nodes and their rails
 	$(BIN)/python lab/spark_lab.py status --inventory $(LAB_INVENTORY)
 
 lab-day-two: lab ## make lab, then every day-two test (status, diagnose, watchdog, restart, memory guard, teardown + site.yml again)
-	SPARK_DAY_TWO_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=0 tests/integration/test_day_two.py
+	SPARK_DAY_TWO=1 SPARK_DAY_TWO_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=0 tests/integration/test_day_two.py
 
 lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/yamllint -s .
