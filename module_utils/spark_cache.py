@@ -451,17 +451,26 @@ def key_text(key):
 
 
 def write_key(jit_dir, key):
-    """Write the key file when its content differs; returns changed."""
+    """Write the key file when its content differs; returns changed. It belongs to the
+    JIT directory's owner (the runtime uid), like everything the runtime finds there:
+    a root-owned key would be handed back to that uid by the serving role on every run."""
     path = os.path.join(jit_dir, KEY_FILE)
     text = key_text(key)
+    owner = os.stat(jit_dir)
+    changed = False
     try:
         with open(path, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
+            same = handle.read() == text
     except OSError:
-        pass
-    write_atomic(path, text.encode(), mode=0o644, keep_owner=False)
-    return True
+        same = False
+    if not same:
+        write_atomic(path, text.encode(), mode=0o644, keep_owner=False)
+        changed = True
+    st = os.stat(path)
+    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+        os.chown(path, owner.st_uid, owner.st_gid)
+        changed = True
+    return changed
 
 
 def node_state(jit_dir):

@@ -177,6 +177,22 @@ def test_key_ignores_the_key_file_and_follows_content(tmp_path):
     assert sc.node_state(str(jit))["in_sync_with_key_file"] is False
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_key_file_belongs_to_the_jit_dirs_owner(tmp_path):
+    """The runtime uid owns the JIT caches: the key file too, written or found root-owned."""
+    jit = tmp_path / "jit"
+    fill(jit, {"vllm/b": b"4"})
+    os.chown(jit, 1000, 1000)
+    key = sc.compute_key(str(jit), "sha256:img")
+    assert sc.write_key(str(jit), key) is True
+    st = (jit / sc.KEY_FILE).stat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert sc.write_key(str(jit), key) is False
+    os.chown(jit / sc.KEY_FILE, 0, 0)
+    assert sc.write_key(str(jit), key) is True
+    assert (jit / sc.KEY_FILE).stat().st_uid == 1000
+
+
 def state(files=0, listing="a" * 64, image="sha256:img"):
     return {"files": files, "listing_sha256": listing, "image_id": image, "bytes": files}
 
