@@ -36,7 +36,8 @@ promtool: ## make sure promtool answers (installs Debian's prometheus package on
 lab-up: venv docker ## build the lab image (if its recipe changed) and start the lab nodes
 	$(BIN)/python lab/spark_lab.py up --inventory $(LAB_INVENTORY)
 
-lab: lab-up ## THE MAIN JOB: lab up, site.yml, validate-link.yml, print the report
+lab: lab-up ## THE MAIN JOB: lab up, its stand-ins, site.yml, validate-link.yml, print the report
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) lab/prepare.yml
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) site.yml
 	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) validate-link.yml
 	@echo "==> link report: $(CURDIR)/reports/link-latest.md (also .json, .png)"
@@ -53,7 +54,7 @@ lab-day-two: lab ## make lab, then every day-two test (status, diagnose, watchdo
 lint: venv ## yamllint, ansible-lint (production profile), syntax checks
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
-	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO) lab/prepare.yml
 	$(BIN)/ansible-playbook -i inventory/example --syntax-check site.yml validate-link.yml bench.yml $(DAY_TWO)
 	$(BIN)/ansible-playbook -i inventory/example-mgmt --syntax-check discover.yml
 

@@ -1,21 +1,18 @@
 #!/usr/bin/python
-"""Ansible module: verify a hub-cache snapshot against its blob names, or seed a fake one."""
+"""Ansible module: verify a hub-cache snapshot against its blob names."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: hf_cache_snapshot
-short_description: Verify a Hugging Face hub-cache snapshot, or seed a fake one for the lab
+short_description: Verify a Hugging Face hub-cache snapshot
 description:
-  - O(action=verify) checks every file of the snapshot of O(repo) at O(revision)
+  - Checks every file of the snapshot of O(repo) at O(revision)
     against the hash its blob is named by (sha256 for LFS files such as the
     safetensors shards, the git blob sha1 for small files), so a copy is verified
     without a second source. Fails, listing the bad files, on any mismatch or when the
     snapshot is incomplete. Read-only.
-  - O(action=seed) writes a small deterministic fake model (valid safetensors shards,
-    config.json, index, C(refs/<branch>)) in hub layout, for labs without hub access.
-    Changes nothing when it is already there.
   - The logic lives in C(module_utils/spark_cache.py).
 version_added: "1.0.0"
 author:
@@ -30,22 +27,9 @@ options:
     type: str
     required: true
   revision:
-    description: Branch, tag or commit hash (O(action=seed) writes C(refs/<revision>)).
+    description: Branch, tag or commit hash.
     type: str
     default: main
-  action:
-    description: What to do.
-    type: str
-    default: verify
-    choices: [verify, seed]
-  shards:
-    description: Number of fake shards (O(action=seed)).
-    type: int
-    default: 4
-  shard_mb:
-    description: Size of one fake shard in MiB (O(action=seed)).
-    type: int
-    default: 1
 attributes:
   check_mode:
     support: full
@@ -59,14 +43,6 @@ EXAMPLES = r"""
     hub_dir: /var/lib/spark-hf/hub
     repo: deepseek-ai/DeepSeek-V4-Flash-DSpark
     revision: main
-
-- name: Seed a fake model in the lab
-  hf_cache_snapshot:
-    hub_dir: /var/lib/spark-hf/hub
-    repo: deepseek-ai/DeepSeek-V4-Flash-DSpark
-    action: seed
-    shards: 4
-    shard_mb: 2
 """
 
 RETURN = r"""
@@ -76,18 +52,18 @@ commit:
   type: str
   sample: 0123456789abcdef0123456789abcdef01234567
 verified:
-  description: Files whose content matched their blob name (O(action=verify)).
-  returned: when action is verify
+  description: Files whose content matched their blob name.
+  returned: success
   type: int
   sample: 50
 bytes:
-  description: Bytes verified (O(action=verify)).
-  returned: when action is verify
+  description: Bytes verified.
+  returned: success
   type: int
   sample: 167570000000
 unverifiable:
   description: Files whose blob name is not a hash (not checked).
-  returned: when action is verify
+  returned: success
   type: list
   elements: str
 bad:
@@ -98,7 +74,7 @@ bad:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cache import CacheError, seed_fake_repo, snapshot_status, verify_snapshot
+from ansible.module_utils.spark_cache import CacheError, snapshot_status, verify_snapshot
 
 
 def main():
@@ -107,20 +83,11 @@ def main():
             hub_dir=dict(type="path", required=True),
             repo=dict(type="str", required=True),
             revision=dict(type="str", default="main"),
-            action=dict(type="str", default="verify", choices=["verify", "seed"]),
-            shards=dict(type="int", default=4),
-            shard_mb=dict(type="int", default=1),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
-        if p["action"] == "seed":
-            status = snapshot_status(p["hub_dir"], p["repo"], p["revision"], p["shards"])
-            if module.check_mode:
-                module.exit_json(changed=not status["complete"], commit=status["commit"])
-            changed, commit = seed_fake_repo(p["hub_dir"], p["repo"], p["shards"], p["shard_mb"] << 20, p["revision"])
-            module.exit_json(changed=changed, commit=commit)
         status = snapshot_status(p["hub_dir"], p["repo"], p["revision"])
     except (CacheError, OSError) as exc:
         module.fail_json(msg=str(exc))

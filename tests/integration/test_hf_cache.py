@@ -160,7 +160,7 @@ def test_rsync_rate_over_rail0(lab):
     """Rate of the rail-0 rsync with a bigger fake model (docs/hf-cache.md)."""
     rate_mb = int(os.environ["HF_CACHE_RATE_MB"])
     seed = (
-        "import sys; sys.path.insert(0, '/usr/local/lib/spark-cluster'); import spark_cache as s; "
+        "import sys; sys.path.insert(0, '/opt/spark-lab/hub-seed'); import hub_seed as s; "
         f"print(s.seed_fake_repo('{HUB}', 'spark-lab/rate-probe', shards=10, shard_bytes={rate_mb} * 100000))"
     )
     sh(lab["head"], f"python3 -c {shlex.quote(seed)}")
@@ -234,7 +234,7 @@ def worker_hub_state(lab):
     [
         (["-e", "hf_cache_jit_dir=/var/lib/spark-hf/hub/jit"], "is inside the shared hub cache"),
         (["-e", "hf_cache_mode=nfs", "-e", "hf_cache_jit_dir=/mnt/hf/jit", "-e", "hf_cache_nfs_mount_point=/mnt/hf"], "is inside the shared hub cache /mnt/hf"),
-        (["-e", "hf_cache_download=true", "-e", "hf_cache_lab_seed=false", "-e", "hf_cache_token_required=true", "-e", "hf_cache_token="], "hf_cache_token is empty"),
+        (["-e", "hf_cache_download=true", "-e", "hf_cache_token_required=true", "-e", "hf_cache_token="], "hf_cache_token is empty"),
         (["-e", "hf_cache_model_size_gb=100000"], "not enough free disk for the model"),
         (["-e", "hf_cache_mode=smb"], "value of hf_cache_mode must be one of: nfs, rsync"),
     ],

@@ -31,7 +31,9 @@ def load(name, path):
 
 
 server = load("standin_server_contract", STANDIN / "server.py")
-spark_cache = load("spark_cache_for_standin", ROOT / "module_utils/spark_cache.py")
+# the lab seeder (lab/prepare.yml) imports spark_cache and spark_files side by side
+sys.path[:0] = [str(ROOT / "module_utils"), str(ROOT / "tests/lab")]
+import hub_seed  # noqa: E402
 
 SERVE = ["serve", REPO, "--tensor-parallel-size", "2", "--nnodes", "2", "--node-rank", "0",
          "--master-addr", "198.18.100.10", "--master-port", "29501"]
@@ -105,7 +107,7 @@ def test_pinned_revision_offline_needs_the_revision(tmp_path):
     """What the lab seeds (a pinned commit, no refs/main) is what `hf download --revision
     <commit>` leaves: vLLM offline without --revision looks for refs/main and fails."""
     hub = tmp_path / "hub"
-    spark_cache.seed_fake_repo(str(hub), REPO, shards=2, shard_bytes=64, branch=PINNED)
+    hub_seed.seed_fake_repo(str(hub), REPO, shards=2, shard_bytes=64, branch=PINNED)
     assert not (hub / "models--deepseek-ai--DeepSeek-V4-Flash-DSpark/refs/main").exists()
     snapshot, error = server.resolve_offline(str(hub), REPO, None)
     assert snapshot is None and "no refs/main" in error

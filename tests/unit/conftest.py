@@ -10,7 +10,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-for path in (ROOT, ROOT / "library", ROOT / "module_utils", ROOT / "tests" / "unit"):
+for path in (ROOT, ROOT / "library", ROOT / "module_utils", ROOT / "tests" / "unit", ROOT / "tests" / "lab"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

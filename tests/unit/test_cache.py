@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 
+import hub_seed  # tests/lab: the lab-only model seeder
 from module_utils import spark_cache as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
 @pytest.fixture
 def hub(tmp_path):
     hub_dir = tmp_path / "hub"
-    changed, commit = sc.seed_fake_repo(str(hub_dir), REPO, shards=3, shard_bytes=4096)
+    changed, commit = hub_seed.seed_fake_repo(str(hub_dir), REPO, shards=3, shard_bytes=4096)
     assert changed
     return hub_dir, commit
 
@@ -39,7 +40,7 @@ def test_seeded_repo_has_hub_layout_and_is_complete(hub):
 
 def test_seed_is_idempotent_and_shards_are_valid_safetensors(hub):
     hub_dir, commit = hub
-    assert sc.seed_fake_repo(str(hub_dir), REPO, shards=3, shard_bytes=4096) == (False, commit)
+    assert hub_seed.seed_fake_repo(str(hub_dir), REPO, shards=3, shard_bytes=4096) == (False, commit)
     shard = hub_dir / "models--deepseek-ai--DeepSeek-V4-Flash-DSpark" / "snapshots" / commit / "model-00001-of-00003.safetensors"
     data = shard.read_bytes()
     header_len = int.from_bytes(data[:8], "little")
@@ -309,4 +310,4 @@ def test_jit_variables_agree_across_role_runtime_env_and_module_utils():
         assert settings[var] == f"/var/cache/spark-jit/{sub}"
     assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["hf_cache_jit_dir"] == "/var/cache/spark-jit"
     defaults = yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())
-    assert defaults["hf_cache_lab_seed"] is False and defaults["hf_cache_nfs_start"] is True
+    assert "hf_cache_lab_seed" not in defaults and defaults["hf_cache_nfs_start"] is True

@@ -4,7 +4,8 @@ DeepSeek-V4-Flash fields), choices for 1..6 nodes, and refusals that name the nu
 import pytest
 from test_firewall import load_standin
 
-from module_utils import spark_cache, spark_layout as sl
+import hub_seed  # tests/lab: the lab-only model seeder
+from module_utils import spark_layout as sl
 
 REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
 
@@ -12,7 +13,7 @@ REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
 @pytest.fixture
 def dims(tmp_path):
     """Read back from a hub cache seeded the way the lab seeds it."""
-    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    hub_seed.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
     config, path = sl.read_config(str(tmp_path), REPO)
     assert path.endswith("config.json") and "/snapshots/" in path
     assert config["model_type"] == "deepseek_v4"
@@ -87,7 +88,7 @@ def test_missing_config_says_what_to_do(tmp_path):
 
 def test_standin_refuses_like_vllm(tmp_path):
     server = load_standin()
-    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    hub_seed.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
     snapshot, error = server.resolve_offline(str(tmp_path), REPO, None)
     assert error is None
     args = server.parse_args(["serve", REPO, "--nnodes", "3", "--tensor-parallel-size", "3"])
@@ -110,7 +111,7 @@ def test_module_refuses_three_nodes_tp3_through_ansible(tmp_path):
     import sys
 
     root = pathlib.Path(__file__).resolve().parents[2]
-    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    hub_seed.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
     env = dict(os.environ, ANSIBLE_LIBRARY=str(root / "library"),
                ANSIBLE_MODULE_UTILS=str(root / "module_utils"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
@@ -136,7 +137,7 @@ def test_module_in_process(tmp_path, capsys):
     import serving_layout
     from test_cx7 import run_module
 
-    spark_cache.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    hub_seed.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
     rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": REPO, "nodes": 4},
                          capsys)
     assert rc == 0 and (out["tp"], out["pp"]) == (4, 1)

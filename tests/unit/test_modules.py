@@ -10,6 +10,7 @@ import pathlib
 import pytest
 
 import firewall_ruleset
+import hub_seed  # tests/lab: the lab-only model seeder
 import hf_cache_facts
 import hf_cache_key
 import hf_cache_snapshot
@@ -84,7 +85,7 @@ def test_firewall_ruleset_refuses_a_bad_range(run_main):
 @pytest.fixture
 def hub(tmp_path):
     hub_dir = tmp_path / "hub"
-    spark_cache.seed_fake_repo(str(hub_dir), REPO, shards=2, shard_bytes=4096)
+    hub_seed.seed_fake_repo(str(hub_dir), REPO, shards=2, shard_bytes=4096)
     jit = tmp_path / "jit"
     (jit / "vllm").mkdir(parents=True)
     (jit / "vllm" / "kernel.bin").write_bytes(b"tuned")
@@ -148,23 +149,19 @@ def test_hf_cache_key_write_then_plan_then_clear(run_main, hub):
     assert code == 1 and "does not exist" in out["msg"]
 
 
-def test_hf_cache_snapshot_seed_check_mode_then_verify(run_main, tmp_path):
+def test_hf_cache_snapshot_verifies_a_seeded_snapshot(run_main, tmp_path):
     hub_dir = tmp_path / "hub"
-    code, out = run_main(hf_cache_snapshot, {"hub_dir": str(hub_dir), "repo": REPO,
-                                             "action": "seed", "shards": 2}, check=True)
-    assert code == 0 and out["changed"] is True and not hub_dir.exists()
-    code, out = run_main(hf_cache_snapshot, {"hub_dir": str(hub_dir), "repo": REPO,
-                                             "action": "seed", "shards": 2, "shard_mb": 1})
-    assert code == 0 and out["changed"] is True
+    hub_seed.seed_fake_repo(str(hub_dir), REPO, shards=2, shard_bytes=4096)
     code, out = run_main(hf_cache_snapshot, {"hub_dir": str(hub_dir), "repo": REPO}, check=True)
-    assert code == 0 and out["bad"] == [] and out["commit"]
+    assert code == 0 and out["changed"] is False and out["bad"] == [] and out["commit"]
+    assert out["verified"] == 4
 
 
 def test_hf_cache_snapshot_incomplete_and_corrupt(run_main, tmp_path):
     hub_dir = tmp_path / "hub"
     code, out = run_main(hf_cache_snapshot, {"hub_dir": str(hub_dir), "repo": REPO}, check=True)
     assert code == 1 and "is incomplete" in out["msg"]
-    spark_cache.seed_fake_repo(str(hub_dir), REPO, shards=2, shard_bytes=4096)
+    hub_seed.seed_fake_repo(str(hub_dir), REPO, shards=2, shard_bytes=4096)
     blob = next(p for p in (hub_dir / ("models--" + REPO.replace("/", "--")) / "blobs").iterdir()
                 if p.stat().st_size == max(q.stat().st_size for q in p.parent.iterdir()))
     blob.write_bytes(b"\0" * blob.stat().st_size)

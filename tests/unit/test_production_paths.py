@@ -1,5 +1,7 @@
-"""Production paths hold only what runs on real Sparks; test doubles live in tests/
-(FakeNetlink: tests/unit/fakenetlink.py)."""
+"""Production paths hold only what runs on real Sparks; test doubles and lab stand-ins
+live in tests/ and lab/ (FakeNetlink: tests/unit/fakenetlink.py; the fake model:
+tests/lab/hub_seed.py; the stand-in recipe: tests/lab/standin), wired in by
+lab/prepare.yml, which `make lab` and molecule's prepare step run before site.yml."""
 from __future__ import annotations
 
 import re
@@ -7,7 +9,8 @@ import re
 from conftest import ROOT
 
 PRODUCTION = ["playbooks", "roles", "library", "module_utils"]
-TEST_CODE = re.compile(r"\bFake[A-Z]\w*|from_sparkfs")
+# (detecting a stand-in image by its label is production logic: "standin" itself is allowed)
+TEST_CODE = re.compile(r"tests/|\bFake[A-Z]\w*|from_sparkfs|seed_fake|lab_seed|LAB_MODEL")
 
 
 def production_files():
@@ -34,3 +37,15 @@ def test_every_entry_point_runs_the_controller_preflight_first():
         assert plays[0].get("ansible.builtin.import_playbook") == "preflight-controller.yml", entry
     site = yaml.safe_load((ROOT / "playbooks/site.yml").read_text())
     assert site[0]["ansible.builtin.import_playbook"] == "preflight.yml"
+
+
+def test_the_lab_stages_its_stand_ins_before_site_yml():
+    makefile = (ROOT / "Makefile").read_text()
+    lab = makefile[makefile.index("\nlab:"):]
+    assert lab.index("lab/prepare.yml") < lab.index("LAB_INVENTORY) site.yml")
+    prepare = (ROOT / "lab/prepare.yml").read_text()
+    assert "tests/lab/standin/publish.yml" in prepare and "tests/lab/hub_seed.py" in prepare
+    molecule = (ROOT / "molecule/default/molecule.yml").read_text()
+    assert "prepare: prepare.yml" in molecule
+    assert molecule.index("- prepare") < molecule.index("- converge")
+    assert "lab/prepare.yml" in (ROOT / "molecule/default/prepare.yml").read_text()
