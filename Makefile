@@ -12,7 +12,7 @@ DAY_TWO := status.yml start.yml stop.yml restart.yml diagnose.yml teardown.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker promtool lab-up lab lab-down lab-status lab-day-two lint unit mutants rules molecule test clean bench-link
+.PHONY: help venv docker promtool lab-up lab lab-down lab-status lab-day-two lint unit mutants rules molecule test clean bench-link bench
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -81,3 +81,6 @@ clean: lab-down ## lab down and remove the venv
 
 bench-link: venv ## benchmark: validate-link duration and TCP vs hand-run iperf3 (lab up) -> docs/link-benchmark.md
 	$(BIN)/python scripts/bench_link.py
+
+bench: venv ## benchmark: iperf3 (rail 0, both rails), weights fan-out, image ship, no-op site.yml (lab up) -> docs/performance.md
+	$(BIN)/python scripts/bench_perf.py

@@ -1,0 +1,109 @@
+"""spark_node_files (module_utils/spark_filestate): directories, files and removals in one call; changed only when something
+differs; check mode changes nothing; bad input names the path and what to do."""
+
+import os
+import stat
+
+import pytest
+
+import spark_node_files as module
+from ansible.module_utils.spark_filestate import FilesError, apply, ensure_absent, ensure_directory, ensure_file, mode_bits
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_first_apply_creates_everything_second_changes_nothing(tmp_path):
+    lib = tmp_path / "lib" / "spark"
+    gone = tmp_path / "old.exports"
+    gone.write_text("x")
+    tree = tmp_path / "olddir"
+    (tree / "sub").mkdir(parents=True)
+    args = dict(
+        directories=[{"path": str(lib), "mode": "0750"}],
+        files=[{"dest": str(lib / "a.py"), "content": "print(1)\n", "mode": "0644"}],
+        absent=[str(gone), str(tree), str(tmp_path / "never")],
+    )
+    changed = apply(**args)
+    assert changed == [str(lib), str(lib / "a.py"), str(gone), str(tree)]
+    assert (lib / "a.py").read_text() == "print(1)\n" and mode(lib) == 0o750 and mode(lib / "a.py") == 0o644
+    assert not gone.exists() and not tree.exists()
+    assert apply(**args) == []
+
+
+def test_check_mode_reports_and_changes_nothing(tmp_path):
+    target = tmp_path / "a.py"
+    target.write_text("old\n")
+    os.chmod(target, 0o600)
+    args = dict(directories=[{"path": str(tmp_path / "new")}],
+                files=[{"dest": str(target), "content": "new\n"}, {"dest": str(tmp_path / "new" / "b.py"), "content": "b"}],
+                absent=[str(target)])
+    assert apply(**args, check=True) == [str(tmp_path / "new"), str(target), str(tmp_path / "new" / "b.py"), str(target)]
+    assert target.read_text() == "old\n" and mode(target) == 0o600 and not (tmp_path / "new").exists()
+
+
+def test_same_content_other_mode_fixes_the_mode_only(tmp_path):
+    target = tmp_path / "a.py"
+    target.write_bytes(b"same")
+    os.chmod(target, 0o600)
+    inode = os.stat(target).st_ino
+    assert ensure_file(str(target), b"same", "0644") is True
+    assert mode(target) == 0o644 and os.stat(target).st_ino == inode
+    assert ensure_file(str(target), b"same", "0644") is False
+
+
+def test_changed_content_of_the_same_size_is_rewritten(tmp_path):
+    target = tmp_path / "a.py"
+    target.write_bytes(b"aaaa")
+    os.chmod(target, 0o644)
+    assert ensure_file(str(target), b"bbbb", "0644") is True
+    assert target.read_bytes() == b"bbbb"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.py"]  # no temporary file left
+
+
+def test_a_file_where_a_directory_is_wanted_is_refused(tmp_path):
+    (tmp_path / "x").write_text("")
+    with pytest.raises(FilesError, match="exists and is not a directory: move it away"):
+        ensure_directory(str(tmp_path / "x"))
+    (tmp_path / "d").mkdir()
+    with pytest.raises(FilesError, match="is not a regular file"):
+        ensure_file(str(tmp_path / "d"), b"")
+    with pytest.raises(FilesError, match="list it under directories too"):
+        ensure_file(str(tmp_path / "nodir" / "f"), b"x")
+
+
+def test_numeric_owner_and_group_need_no_entry(tmp_path):
+    target = tmp_path / "jit"
+    assert ensure_directory(str(target), "0755", "54321", "54322") is True
+    st = os.stat(target)
+    assert (st.st_uid, st.st_gid) == (54321, 54322)
+    assert ensure_directory(str(target), "0755", "54321", "54322") is False
+
+
+def test_unknown_owner_and_bad_mode_are_refused(tmp_path):
+    with pytest.raises(FilesError, match="user 'no-such-user-here' does not exist"):
+        ensure_directory(str(tmp_path / "d"), owner="no-such-user-here")
+    with pytest.raises(FilesError, match="not an octal number"):
+        mode_bits("rw-r--r--")
+    assert not (tmp_path / "d").exists()
+
+
+def test_absent_removes_a_link_not_its_target(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "l").symlink_to(tmp_path / "t")
+    assert ensure_absent(str(tmp_path / "l")) is True
+    assert (tmp_path / "t").is_dir() and ensure_absent(str(tmp_path / "l")) is False
+
+
+def test_module_main_in_check_mode_and_for_real(run_main, tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "lib")}],
+            "files": [{"dest": str(tmp_path / "lib" / "m.py"), "content": "x = 1\n"}]}
+    code, out = run_main(module, args, check=True)
+    assert code == 0 and out["changed"] and not (tmp_path / "lib").exists()
+    code, out = run_main(module, args)
+    assert code == 0 and out["changed_paths"] == [str(tmp_path / "lib"), str(tmp_path / "lib" / "m.py")]
+    code, out = run_main(module, args)
+    assert code == 0 and out["changed"] is False
+    code, out = run_main(module, {"directories": [{"path": str(tmp_path / "lib" / "m.py")}]})
+    assert code == 1 and "is not a directory" in out["msg"]
