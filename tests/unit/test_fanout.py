@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from ansible.module_utils import spark_cache as sc
+import hub_seed  # tests/lab: the lab-only model seeder
 from ansible.module_utils import spark_fanout as fo
 
 needs_rsync = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
@@ -60,7 +60,7 @@ def sums(hub):
 @needs_rsync
 def test_pull_copies_checks_and_a_second_pull_copies_nothing(tmp_path):
     src, dest = tmp_path / "head", tmp_path / "worker"
-    sc.seed_fake_repo(str(src), "deepseek-ai/DeepSeek-V4-Flash-DSpark", shards=3, shard_bytes=1 << 16)
+    hub_seed.seed_fake_repo(str(src), "deepseek-ai/DeepSeek-V4-Flash-DSpark", shards=3, shard_bytes=1 << 16)
     lines = []
     summary = fo.pull([f"{src}/", f"{src}/"], str(dest), 2, ["--archive", "--itemize-changes"], 0.05, say=lines.append)
     assert summary["ok"] and summary["files"] == 6 and summary["changed"] and summary["refetched"] == []
@@ -75,7 +75,7 @@ def test_pull_copies_checks_and_a_second_pull_copies_nothing(tmp_path):
 @needs_rsync
 def test_a_blob_that_arrives_corrupt_is_fetched_again_then_refused(tmp_path):
     src, dest = tmp_path / "head", tmp_path / "worker"
-    _, commit = sc.seed_fake_repo(str(src), "deepseek-ai/DeepSeek-V4-Flash-DSpark", shards=2, shard_bytes=4096)
+    _, commit = hub_seed.seed_fake_repo(str(src), "deepseek-ai/DeepSeek-V4-Flash-DSpark", shards=2, shard_bytes=4096)
     blob = (src / REPO / "snapshots" / commit / "model-00001-of-00002.safetensors").resolve()
     blob.write_bytes(blob.read_bytes()[:-1] + b"\0")  # the source itself is bad: both tries fail
     summary = fo.pull([f"{src}/"], str(dest), 2, ["--archive"], 5, say=lambda line: None)
