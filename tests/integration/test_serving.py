@@ -153,7 +153,9 @@ def test_container_runs_the_images_contract(host, hostvars):
     assert env["CUDA_HOME"] and env["HF_HUB_CACHE"] == "/cache/huggingface/hub"
     for path in ("/var/cache/spark-jit", "/var/cache/spark-jit/deep_gemm", "/var/lib/spark-hf/hub"):
         assert host.file(path).uid == 1000, path
-    assert host.check_output("docker exec spark-runtime id -u") == "1000"
+    # the running process's uid, read on the node (no docker exec into the container)
+    pid = host.check_output("docker inspect -f '{{.State.Pid}}' spark-runtime")
+    assert host.check_output(f"stat -c %u /proc/{pid}") == "1000"
 
 
 def test_unit_is_enabled_active_and_checks_pinning_first(host, hostvars):
