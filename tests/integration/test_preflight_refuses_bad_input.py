@@ -105,12 +105,13 @@ CASES = [
                                   "setting HF_TOKEN looks like a secret"),
 ]
 
-# What preflight must leave as it found it on each node (after converge).
+# What preflight must leave as it found it on each node (after converge). The ruleset is
+# read stateless (-s): rule counters move with any traffic (Prometheus scrapes every few seconds).
 STATE_SCRIPT = r"""
 sha256sum /etc/netplan/40-cx7.yaml /etc/hosts 2>&1
 find /etc/spark-cluster -exec stat -c '%n %a %U:%G %s' {} + 2>&1 | sort
 find /etc/spark-cluster -type f -exec sha256sum {} + 2>&1 | sort
-nft list ruleset 2>&1 | sha256sum
+nft -s list ruleset 2>&1 | sha256sum
 systemctl list-unit-files --no-legend 'spark*' 2>&1 | sort
 systemctl list-units --all --no-legend --plain 'spark*' 2>&1 | awk '{print $1, $2, $3, $4}' | sort
 ip -4 -o addr show | awk '{print $2, $4}' | sort

@@ -93,7 +93,8 @@ def test_compose_file_carries_the_field_flags(host, hostvars):
     text = f.content_string
     command = text.split("command:", 1)[1]
     nnodes = 1 + len(hostvars["groups"]["spark_workers"])
-    for flag in ('"--trust-remote-code"', '"--gpu-memory-utilization"', '"0.82"', '"--max-model-len"',
+    gpu_share = hostvars.get("serving_gpu_memory_utilization", 0.82)  # the lab's is its own (memory guard)
+    for flag in ('"--trust-remote-code"', '"--gpu-memory-utilization"', f'"{gpu_share}"', '"--max-model-len"',
                  '"262144"', '"--port"', '"8888"', '"--enable-auto-tool-choice"',
                  '"{\\"method\\":\\"dspark\\",\\"num_speculative_tokens\\":5}"',
                  '"--tokenizer-mode"', '"--reasoning-parser"', '"--tool-call-parser"', '"deepseek_v4"',
@@ -163,7 +164,7 @@ def test_unit_is_enabled_active_and_checks_pinning_first(host, hostvars):
     assert ("ExecStartPre=/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py "
             "--params /etc/spark-cluster/runtime-env.json --access /etc/spark-cluster/runtime-access.json") in unit
     assert "compose -f /etc/spark-cluster/compose.yml -p spark-runtime up" in unit
-    assert "ExecStop=/usr/bin/docker compose -f /etc/spark-cluster/compose.yml -p spark-runtime down" in unit
+    assert "ExecStop=-/usr/bin/docker compose -f /etc/spark-cluster/compose.yml -p spark-runtime down" in unit
     assert "Restart=on-failure" in unit and "RestartSec=" in unit and "StartLimitBurst=" in unit
     assert "VLLM_API_KEY" not in unit
     service = host.service("spark-runtime")
