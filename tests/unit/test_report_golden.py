@@ -1,0 +1,121 @@
+"""The rendered reports, byte for byte: Markdown and JSON of the link report and the
+benchmark for a set of scenarios, compared with files rendered before the renderers
+were shared (fixtures/reports). A change to a renderer that alters its output fails
+here; regenerate on purpose with ``SPARK_REGEN_GOLDEN=1`` and review the diff."""
+
+import json
+import os
+import pathlib
+
+import pytest
+
+import test_bench as tb
+import test_report as tr
+from module_utils import spark_bench as bench
+from module_utils import spark_report as rep
+
+GOLDEN = pathlib.Path(__file__).parent / "fixtures" / "reports"
+
+
+def _pinning():
+    return {"spark-head": {"problems": [{"variable": "VLLM_HOST_IP", "found": None,
+                                         "expected": "198.18.100.10",
+                                         "message": "VLLM_HOST_IP is not set"}],
+                           "would_pick": {"interface": "wlP9s9", "address": "198.19.0.10"}},
+            "spark-worker": {"msg": "pyroute2 missing"}}
+
+
+def _three_nodes():
+    hosts = ["spark-head", "spark-worker", "spark-worker2"]
+    pairs = []
+    for rail in (0, 1):
+        for i, a in enumerate(hosts):
+            for b in hosts[i + 1:]:
+                for src, dst in ((a, b), (b, a)):
+                    p = tr.pair(rail, src, dst)
+                    p["src_address"] = f"198.18.10{rail}.{10 + hosts.index(src)}"
+                    p["dst_address"] = f"198.18.10{rail}.{10 + hosts.index(dst)}"
+                    pairs.append(p)
+    ids = [p["id"] for p in pairs]
+    probes = {"ping": {i: tr.ping("ping_ok") for i in ids},
+              "ping_df": {i: tr.ping("ping_df_ok") for i in ids},
+              "tcp_single": {i: tr.tcp("iperf3_single") for i in ids},
+              "tcp_parallel": {i: tr.tcp("iperf3_parallel_0", "iperf3_parallel_1") for i in ids},
+              "rdma": {i: tr.rdma("ib_write_bw_pass.txt") for i in ids}}
+    lk = tr.links()
+    lk["spark-worker2"] = lk["spark-worker"]
+    return rep.build_report(pairs, probes, lk, generated_at=tr.WHEN)
+
+
+def _lab_pairs():
+    return [dict(p, rdma_status="not_measured",
+                 rdma_reason="no RDMA device for this rail on spark-head, spark-worker")
+            for p in tr.PAIRS]
+
+
+LINK = {
+    "link-pass": lambda: rep.build_report(tr.PAIRS, tr.all_probes(), tr.links(),
+                                          generated_at=tr.WHEN, collective=tr.collective(),
+                                          thresholds=tr.SOCKET_TH),
+    "link-lab": lambda: rep.build_report(_lab_pairs(), tr.all_probes(rdma_file=None),
+                                         tr.links(rdma_dev=False), generated_at=tr.WHEN),
+    "link-fail": lambda: rep.build_report(
+        tr.PAIRS, tr.all_probes("ib_write_bw_stale.txt", df="ping_df_mtu_mismatch"),
+        tr.links(), pinning=_pinning(), env_file_present={"spark-head": True},
+        generated_at=tr.WHEN, collective=tr.collective()),
+    "link-three-nodes": _three_nodes,
+}
+
+
+def _bench_failed():
+    runs = tb.synthetic_runs()
+    runs[0]["output_tokens_source"] = "delta_count"
+    runs.append({"prompt": "long", "thinking": "on", "repetition": 1, "error": "HTTP 500"})
+    return bench.build_report(runs, settings={"repetitions": 2, "max_tokens": 64},
+                              generated_at=tb.WHEN, server={"api_url": "http://x:8888"})
+
+
+RUNTIME = {"image": "vllm-dspark-runtime:clean", "image_id": "sha256:" + "a" * 64}
+BENCH = {
+    "bench-measured": lambda: bench.build_report(
+        tb.synthetic_runs(), settings={"repetitions": 2, "max_tokens": 1024,
+                                       "reasoning_effort_on": "high",
+                                       "reasoning_effort_off": "none"},
+        generated_at=tb.WHEN, server={"api_url": "http://x:8888", "model": tb.MODEL,
+                                      "runtime": dict(RUNTIME, standin=False)}),
+    "bench-standin": lambda: bench.build_report(
+        tb.synthetic_runs(), generated_at=tb.WHEN,
+        server={"model": tb.MODEL, "runtime": dict(RUNTIME, standin=True)}),
+    "bench-partial": _bench_failed,
+}
+
+
+def _rendered(name):
+    if name in LINK:
+        report, md = LINK[name](), None
+        md = rep.render_markdown(report)
+    else:
+        report = BENCH[name]()
+        md = bench.render_markdown(report)
+    return md, json.dumps(report, indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("name", sorted(LINK) + sorted(BENCH))
+def test_rendered_report_is_unchanged(name):
+    md, js = _rendered(name)
+    md_file, js_file = GOLDEN / (name + ".md"), GOLDEN / (name + ".json")
+    if os.environ.get("SPARK_REGEN_GOLDEN"):
+        md_file.write_text(md, encoding="utf-8")
+        js_file.write_text(js, encoding="utf-8")
+    assert md == md_file.read_text(encoding="utf-8")
+    assert js == js_file.read_text(encoding="utf-8")
+
+
+def test_written_files_are_the_rendered_ones(tmp_path):
+    """write_report writes exactly what the renderers return (JSON: indent 2, sorted)."""
+    for name, module in (("link-pass", rep), ("bench-measured", bench)):
+        report = (LINK.get(name) or BENCH.get(name))()
+        paths = module.write_report(report, str(tmp_path / name), formats=("json", "md"))
+        md, js = _rendered(name)
+        assert pathlib.Path(paths["md"]).read_text(encoding="utf-8") == md
+        assert pathlib.Path(paths["json"]).read_text(encoding="utf-8") == js
