@@ -5,7 +5,7 @@ Everything Prometheus and Grafana see is generated from the tables below:
 * the runtime's (vLLM's) series the project reads (``M_*``), also used by the benchmark;
 * ``RATIOS``: acceptance rate and mean accepted length as ratios of counter increases.
   The benchmark computes them from ``/metrics`` deltas around one run
-  (``spark_bench.spec_rates``), the recording rules from ``rate()`` over a window: the
+  (``spark_benchdata.spec_rates``), the recording rules from ``rate()`` over a window: the
   same numerator and denominator, from this table only;
 * ``RECORDING_RULES`` and ``ALERTS`` (expressions with ``{placeholders}`` filled from
   ``DEFAULT_PARAMS`` or the role's variables), rendered by ``render_rules``;

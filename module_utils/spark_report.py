@@ -21,7 +21,9 @@ from ansible.module_utils.spark_collective import (
     collective_section, expect_from_links, not_measured as collective_not_measured,
     render_markdown as render_collective_markdown,
 )
-from ansible.module_utils.spark_reportfiles import write_report_files
+from ansible.module_utils.spark_reportfiles import (
+    bullet_section, figure, fmt as _f, generated_line, label_bars, save_figure, table_head,
+    write_report_files)
 
 SCHEMA = "spark-link-report"
 SCHEMA_VERSION = 2
@@ -339,24 +341,18 @@ def _summary(overall, failures, rails, coll):
 
 # ---------------------------------------------------------------------- rendering
 
-def _f(value, fmt="%.2f"):
-    return "n/a" if value is None else fmt % value
-
-
 def render_markdown(report):
     """Markdown: summary, one table per rail, ceilings, failures/warnings, pinning."""
     lines = ["# QSFP link report", "",
-             "Generated %s (schema %s v%s)." % (report["generated_at"], report["schema"],
-                                                report["schema_version"]), "",
+             generated_line(report), "",
              "**Verdict: %s.** %s" % (report["verdict"].upper(), report["summary"]), ""]
     for rail in report["rails"]:
         lines += ["## Rail %d (%s)" % (rail["index"], ", ".join(rail["interfaces"])), "",
                   "Line rate: %s Gb/s (%s). Rail verdict: **%s** (%s)." % (
                       _f(rail["line_rate_gbps"], "%g"), rail["line_rate_source"],
-                      rail["verdict"], rail["reason"]), "",
-                  "| direction | loss | RTT min/avg/max/mdev ms | MTU check | "
-                  "TCP single Gb/s | TCP parallel Gb/s | RDMA Gb/s | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
+                      rail["verdict"], rail["reason"]), ""]
+        lines += table_head("direction", "loss", "RTT min/avg/max/mdev ms", "MTU check",
+                            "TCP single Gb/s", "TCP parallel Gb/s", "RDMA Gb/s", "verdict")
         for d in rail["directions"]:
             p, t, r = d["ping"], d["tcp"], d["rdma"]
             rtt = "/".join(_f(p[k], "%.3f") for k in
@@ -379,9 +375,8 @@ def render_markdown(report):
                 lines.append("- RDMA %s: not measured: %s" % (d["direction"], d["rdma"]["reason"]))
         lines.append("")
     if len(report["pairs"]) > 1:
-        lines += ["## Node pairs", "",
-                  "| pair | rail | direction | RTT avg ms | TCP best Gb/s | RDMA Gb/s | verdict |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["## Node pairs", ""] + table_head(
+            "pair", "rail", "direction", "RTT avg ms", "TCP best Gb/s", "RDMA Gb/s", "verdict")
         for key, entry in report["pairs"].items():
             for index, per_rail in sorted(entry["rails"].items()):
                 for x in per_rail["directions"]:
@@ -390,10 +385,8 @@ def render_markdown(report):
                         _f(x["tcp_best_gbps"]), _f(x["rdma_gbps"]), x["verdict"]))
         lines.append("")
     lines += render_collective_markdown(report["collective"])
-    if report["failures"]:
-        lines += ["## Failures", ""] + ["- " + f for f in report["failures"]] + [""]
-    if report["warnings"]:
-        lines += ["## Warnings", ""] + ["- " + w for w in report["warnings"]] + [""]
+    lines += bullet_section("Failures", report["failures"])
+    lines += bullet_section("Warnings", report["warnings"])
     pin_lines = []
     for host, node in sorted(report["nodes"].items()):
         pin = node["pinning"]
@@ -417,27 +410,19 @@ def render_markdown(report):
 def render_png(report, path):
     """Two panels: throughput per rail/direction and method (line rate dashed), and the
     NCCL all-reduce bus bandwidth by message size (threshold dashed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = (("TCP single", lambda d: d["tcp"]["single_gbps"]),
                ("TCP parallel", lambda d: d["tcp"]["parallel_gbps"]),
                ("RDMA", lambda d: d["rdma"]["gbps"]))
     groups = [(rail, d) for rail in report["rails"] for d in rail["directions"]]
-    fig, (ax, cax) = plt.subplots(
-        1, 2, figsize=(max(6.0, 2.2 * len(groups) + 2) + 5.5, 4.8),
-        gridspec_kw={"width_ratios": [max(2.0, len(groups)), 2.5]})
+    fig, (ax, cax) = figure([max(2.0, len(groups)), 2.5],
+                            (max(6.0, 2.2 * len(groups) + 2) + 5.5, 4.8))
     width = 0.8 / len(methods)
     for m_index, (name, getter) in enumerate(methods):
         xs = [g + (m_index - 1) * width for g in range(len(groups))]
         vals = [getter(d) or 0.0 for _, d in groups]
         bars = ax.bar(xs, vals, width, label=name)
-        for bar, (_, d) in zip(bars, groups):
-            value = getter(d)
-            ax.annotate("n/m" if value is None else "%.1f" % value,
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
+        label_bars(ax, bars, ["n/m" if getter(d) is None else "%.1f" % getter(d)
+                              for _, d in groups])
     for g_index, (rail, _) in enumerate(groups):
         if rail["line_rate_gbps"]:
             ax.hlines(rail["line_rate_gbps"], g_index - 0.45, g_index + 0.45,
@@ -451,10 +436,7 @@ def render_png(report, path):
                                                                report["verdict"]), fontsize=9)
     ax.legend(fontsize=8)
     _collective_panel(cax, report.get("collective") or {})
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _collective_panel(ax, coll):

@@ -1,5 +1,8 @@
-"""Writing report files on the controller: one timestamped file per format and a
-`<prefix>-latest.<ext>` link to the newest. Shared by the link report and the benchmark."""
+"""What the controller's reports share (the link report ``spark_report``, the benchmark
+``spark_benchdata``, the status report): the Markdown pieces (value cells, the
+"Generated ..." line, table heads, bullet sections), the PNG figure's set-up and
+save, and writing the files: one timestamped file per format and a
+`<prefix>-latest.<ext>` link to the newest. matplotlib is imported lazily (Agg)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,62 @@ import json
 import os
 import shutil
 
+
+# ---------------------------------------------------------------------- Markdown
+
+def fmt(value, spec="%.2f"):
+    """A table cell: ``spec % value``, or "n/a" when the value is unknown (None)."""
+    return "n/a" if value is None else spec % value
+
+
+def generated_line(report, tail=""):
+    """"Generated <stamp> (schema <name> v<n>)." and what follows on that line."""
+    return "Generated %s (schema %s v%s).%s" % (
+        report["generated_at"], report["schema"], report["schema_version"], tail)
+
+
+def table_head(*columns):
+    """A Markdown table's header and rule lines."""
+    return ["| %s |" % " | ".join(columns), "|" + "---|" * len(columns)]
+
+
+def bullet_section(title, items):
+    """"## title" and one bullet per item, then a blank line; nothing without items."""
+    if not items:
+        return []
+    return ["## " + title, ""] + ["- " + item for item in items] + [""]
+
+
+# ---------------------------------------------------------------------- PNG
+
+def figure(width_ratios, figsize):
+    """A figure of len(width_ratios) panels side by side: (fig, axes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, len(width_ratios), figsize=figsize,
+                        gridspec_kw={"width_ratios": width_ratios})
+
+
+def label_bars(ax, bars, labels):
+    """Write each label above its bar (small, centred)."""
+    for bar, label in zip(bars, labels):
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+
+
+def save_figure(fig, path):
+    """Lay out, write as PNG (100 dpi), free the figure; returns path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------- files
 
 def point_latest(target, latest):
     """<prefix>-latest.* -> the newest file: a relative symlink, a copy where that fails."""

@@ -1,4 +1,5 @@
-"""The serving benchmark: module_utils/spark_bench.py, library/spark_bench.py, bench.yml.
+"""The serving benchmark: module_utils/spark_benchdata.py (pure), spark_benchclient.py (HTTP),
+library/spark_bench.py, bench.yml.
 
 Numbers are checked exactly: token timings come from an injected clock (binary-exact
 steps of 0.25 s) and the fake server advances its Prometheus counters by known amounts
@@ -8,7 +9,7 @@ the OpenAI streaming API and serves /health, /v1/models and /metrics.
 
 import datetime
 import http.server
-import importlib.util
+import importlib
 import itertools
 import json
 import os
@@ -21,7 +22,8 @@ import threading
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
-from module_utils import spark_bench as sb
+from module_utils import spark_benchclient as sbc
+from module_utils import spark_benchdata as sb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
@@ -409,7 +411,7 @@ def test_prompts_match_the_field_report():
 # ---------------------------------------------------------------------- runner vs fake
 
 def test_run_once_exact_numbers_with_usage(fake):
-    with sb.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
+    with sbc.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
         client.preflight()
         r_off = client.run_once("reasoning_code", False, "none", 256)
         r_on = client.run_once("reasoning_code", True, "high", 256)
@@ -436,7 +438,7 @@ def test_run_once_exact_numbers_with_usage(fake):
 
 def test_run_once_counts_deltas_when_usage_is_ignored(fake):
     fake.usage = False
-    with sb.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
+    with sbc.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
         r = client.run_once("medium", False, "none", 256)
     assert r["output_tokens_source"] == "delta_count" and r["output_tokens"] == 5
     assert r["decode_tok_s"] == 4.0                      # (5 - 1) / 1.0
@@ -444,14 +446,14 @@ def test_run_once_counts_deltas_when_usage_is_ignored(fake):
 
 def test_run_once_detects_null_content(fake):
     fake.null_content_off = True
-    with sb.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
+    with sbc.BenchClient(fake.url, MODEL, clock=quarter_clock()) as client:
         r = client.run_once("reasoning_code", False, "none", 256)
     assert r["content_null"] is True and r["content_chars"] == 0
     assert r["reasoning_preview"] == "def bfs(maze): ..."
 
 
 def test_run_once_reports_http_errors(fake):
-    with sb.BenchClient(fake.url, MODEL) as client:
+    with sbc.BenchClient(fake.url, MODEL) as client:
         r = client.run_once("medium", False, "non-think", 64)
     assert "HTTP 400" in r["error"] and "bad reasoning_effort" in r["error"]
 
@@ -460,7 +462,7 @@ def test_run_once_reports_http_errors(fake):
 
 def test_refuses_when_server_is_down():
     url = "http://127.0.0.1:%d" % free_port()
-    with sb.BenchClient(url, MODEL, connect_timeout=2) as client:
+    with sbc.BenchClient(url, MODEL, connect_timeout=2) as client:
         with pytest.raises(sb.BenchRefusal) as info:
             client.preflight()
     assert info.value.reason == "server_down"
@@ -471,7 +473,7 @@ def test_refuses_when_server_is_down():
 
 def test_refuses_when_not_healthy(fake):
     fake.health = 503
-    with sb.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
+    with sbc.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
         client.preflight()
     assert info.value.reason == "not_healthy" and "HTTP 503" in str(info.value)
     assert fake.url + "/health" in str(info.value)
@@ -479,7 +481,7 @@ def test_refuses_when_not_healthy(fake):
 
 def test_refuses_wrong_model(fake):
     fake.model = "some/other-model"
-    with sb.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
+    with sbc.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
         client.preflight()
     assert info.value.reason == "wrong_model"
     assert "some/other-model" in str(info.value) and MODEL in str(info.value)
@@ -488,7 +490,7 @@ def test_refuses_wrong_model(fake):
 
 def test_refuses_without_spec_decode_counters(fake):
     fake.spec = False
-    with sb.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
+    with sbc.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
         client.preflight()
     assert info.value.reason == "no_spec_decode"
     assert "vllm:spec_decode_num_drafts_total" in str(info.value)
@@ -498,23 +500,18 @@ def test_refuses_without_spec_decode_counters(fake):
 
 def test_api_key_is_sent_and_missing_key_refused(fake):
     fake.api_key = "s3cret"
-    with sb.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
+    with sbc.BenchClient(fake.url, MODEL) as client, pytest.raises(sb.BenchRefusal) as info:
         client.preflight()
     assert info.value.reason == "unauthorized" and "SPARK_API_KEY" in str(info.value)
-    with sb.BenchClient(fake.url, MODEL, api_key="s3cret") as client:
+    with sbc.BenchClient(fake.url, MODEL, api_key="s3cret") as client:
         assert client.preflight()["models"] == [MODEL]
 
 
 # ---------------------------------------------------------------------- the module
 
 def load_module():
-    """library/spark_bench.py shares its stem with module_utils/spark_bench.py (which
-    conftest imports as ``spark_bench``): load the module file under its own name."""
-    spec = importlib.util.spec_from_file_location("spark_bench_module",
-                                                  ROOT / "library" / "spark_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """library/spark_bench.py, imported by its own name (no module_utils file shares it)."""
+    return importlib.import_module("spark_bench")
 
 
 def run_module(capsys, args):

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from module_utils import spark_bench as bench
+from module_utils import spark_benchdata as bench
 from module_utils import spark_monitoring as sm
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

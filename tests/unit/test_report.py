@@ -305,7 +305,9 @@ def test_perftest_missing_on_a_node_with_rdma_is_a_failure():
     assert d["rdma"]["status"] == "fail"
     assert d["rdma"]["reason"] == "RDMA devices present but not measured: ib_write_bw (perftest) not installed"
 
-def test_three_nodes_every_pair_on_every_rail_keyed_by_pair():
+
+def three_node_report():
+    """Three nodes, both rails, every ordered pair measured (all passing)."""
     hosts = ["spark-head", "spark-worker", "spark-worker2"]
     pairs = []
     for rail in (0, 1):
@@ -324,7 +326,11 @@ def test_three_nodes_every_pair_on_every_rail_keyed_by_pair():
               "rdma": {i: rdma("ib_write_bw_pass.txt") for i in ids}}
     lk = links()
     lk["spark-worker2"] = lk["spark-worker"]
-    r = rep.build_report(pairs, probes, lk, generated_at=WHEN)
+    return rep.build_report(pairs, probes, lk, generated_at=WHEN)
+
+
+def test_three_nodes_every_pair_on_every_rail_keyed_by_pair():
+    r = three_node_report()
     assert list(r["pairs"]) == ["spark-head <-> spark-worker", "spark-head <-> spark-worker2",
                                 "spark-worker <-> spark-worker2"]
     ww = r["pairs"]["spark-worker <-> spark-worker2"]

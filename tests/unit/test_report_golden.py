@@ -11,7 +11,7 @@ import pytest
 
 import test_bench as tb
 import test_report as tr
-from module_utils import spark_bench as bench
+from module_utils import spark_benchdata as bench
 from module_utils import spark_report as rep
 
 GOLDEN = pathlib.Path(__file__).parent / "fixtures" / "reports"
@@ -23,28 +23,6 @@ def _pinning():
                                          "message": "VLLM_HOST_IP is not set"}],
                            "would_pick": {"interface": "wlP9s9", "address": "198.19.0.10"}},
             "spark-worker": {"msg": "pyroute2 missing"}}
-
-
-def _three_nodes():
-    hosts = ["spark-head", "spark-worker", "spark-worker2"]
-    pairs = []
-    for rail in (0, 1):
-        for i, a in enumerate(hosts):
-            for b in hosts[i + 1:]:
-                for src, dst in ((a, b), (b, a)):
-                    p = tr.pair(rail, src, dst)
-                    p["src_address"] = f"198.18.10{rail}.{10 + hosts.index(src)}"
-                    p["dst_address"] = f"198.18.10{rail}.{10 + hosts.index(dst)}"
-                    pairs.append(p)
-    ids = [p["id"] for p in pairs]
-    probes = {"ping": {i: tr.ping("ping_ok") for i in ids},
-              "ping_df": {i: tr.ping("ping_df_ok") for i in ids},
-              "tcp_single": {i: tr.tcp("iperf3_single") for i in ids},
-              "tcp_parallel": {i: tr.tcp("iperf3_parallel_0", "iperf3_parallel_1") for i in ids},
-              "rdma": {i: tr.rdma("ib_write_bw_pass.txt") for i in ids}}
-    lk = tr.links()
-    lk["spark-worker2"] = lk["spark-worker"]
-    return rep.build_report(pairs, probes, lk, generated_at=tr.WHEN)
 
 
 def _lab_pairs():
@@ -63,7 +41,7 @@ LINK = {
         tr.PAIRS, tr.all_probes("ib_write_bw_stale.txt", df="ping_df_mtu_mismatch"),
         tr.links(), pinning=_pinning(), env_file_present={"spark-head": True},
         generated_at=tr.WHEN, collective=tr.collective()),
-    "link-three-nodes": _three_nodes,
+    "link-three-nodes": tr.three_node_report,
 }
 
 
@@ -92,7 +70,7 @@ BENCH = {
 
 def _rendered(name):
     if name in LINK:
-        report, md = LINK[name](), None
+        report = LINK[name]()
         md = rep.render_markdown(report)
     else:
         report = BENCH[name]()

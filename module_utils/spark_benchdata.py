@@ -1,13 +1,16 @@
-"""The serving benchmark: decode speed and speculative-decoding acceptance, thinking on/off.
+"""The serving benchmark's pure part: decode speed and speculative-decoding acceptance,
+thinking on/off, from recorded events (no network, no clock).
 
-Three layers, each usable alone:
+* request bodies and the reasoning_effort check;
+* SSE line parsing, one streamed run's timings and token count from ``(timestamp,
+  chunk)`` events;
+* Prometheus counter snapshots and their deltas, rates, aggregation;
+* the report dict, its Markdown table and PNG, and ``write_report``
+  (``bench-<UTC stamp>.{json,md,png}`` and ``bench-latest.*``), rendered with the
+  pieces the link report uses too (``spark_reportfiles``).
 
-* pure functions (no I/O, no clock): SSE line parsing, one streamed run's timings and
-  token count from ``(timestamp, chunk)`` events, Prometheus counter snapshots and their
-  deltas, rates, aggregation, the report dict and its Markdown table;
-* ``BenchClient`` (httpx): refusal checks (server up, model, spec-decode counters),
-  one streamed run with ``/metrics`` snapshots around it; the clock is injectable;
-* ``write_report``: ``bench-<UTC stamp>.{json,md,png}`` and ``bench-latest.*``.
+The HTTP side (server checks, one streamed run with ``/metrics`` around it) is
+``spark_benchclient.BenchClient``; ``library/spark_bench.py`` drives both.
 
 Formulas (the field report's, see docs/bench.md):
 
@@ -21,20 +24,21 @@ Formulas (the field report's, see docs/bench.md):
   The ratios come from ``spark_monitoring.RATIOS``, the table the Prometheus recording
   rules are generated from.
 
-Plain Python 3.11+. httpx (runner), prometheus_client (metrics parser) and matplotlib
-(PNG) are imported lazily, so the pure part imports anywhere.
+Plain Python 3.11+. prometheus_client (metrics parser) and matplotlib (PNG) are
+imported lazily, so the module imports anywhere.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import time
 
 from ansible.module_utils.spark_monitoring import (
     M_ACCEPTED, M_DRAFT_TOKENS, M_DRAFTS, M_GENERATION, M_PER_POS, PER_POSITION_DENOMINATOR,
     RATIOS, per_position_formula, ratio_formula)
-from ansible.module_utils.spark_reportfiles import write_report_files
+from ansible.module_utils.spark_reportfiles import (
+    bullet_section, figure, fmt as _f, generated_line, label_bars, save_figure, table_head,
+    write_report_files)
 
 SCHEMA = "spark-bench-report"
 SCHEMA_VERSION = 1
@@ -454,10 +458,6 @@ def build_report(runs, settings=None, server=None, generated_at=None):
 
 # ---------------------------------------------------------------------- rendering
 
-def _f(value, fmt="%.2f"):
-    return "n/a" if value is None else fmt % value
-
-
 def _pct(value):
     return "n/a" if value is None else "%.1f%%" % (100.0 * value)
 
@@ -471,7 +471,7 @@ def render_table(report):
     then the field's reference row per prompt, then the acceptance rows."""
     ref = report["field_reference"]
     modes = report["modes"]
-    lines = ["| prompt | thinking ON | thinking OFF | speed-up |", "|---|---|---|---|"]
+    lines = table_head("prompt", "thinking ON", "thinking OFF", "speed-up")
     for row in report["table"]:
         lines.append("| %s | %s | %s | %s |" % (row["prompt"], _f(row["on"]), _f(row["off"]),
                                                  _x(row["speedup"])))
@@ -480,28 +480,20 @@ def render_table(report):
                 row["prompt"], _f(row["field_on"]), _f(row["field_off"]),
                 _x(row["field_speedup"])))
 
-    def mode(key, fmt, m):
-        return fmt((modes.get(m) or {}).get(key))
-
     aprompt = ref["acceptance_prompt"]
     acc_cells = {c["thinking"]: c for c in report["cells"] if c["prompt"] == aprompt}
-    lines += [
-        "| acceptance rate, all prompts | %s | %s | |" % (
-            mode("acceptance_rate", _pct, "on"), mode("acceptance_rate", _pct, "off")),
-        "| acceptance rate, %s | %s | %s | |" % (
-            aprompt, _pct((acc_cells.get("on") or {}).get("acceptance_rate")),
-            _pct((acc_cells.get("off") or {}).get("acceptance_rate"))),
-        "| _acceptance rate, %s (field report)_ | _%s_ | _%s_ | |" % (
-            aprompt, _pct(ref["acceptance_rate"]["on"]), _pct(ref["acceptance_rate"]["off"])),
-        "| mean accepted tokens / draft, all prompts | %s | %s | |" % (
-            mode("mean_accepted_per_draft", _f, "on"), mode("mean_accepted_per_draft", _f, "off")),
-        "| mean accepted tokens / draft, %s | %s | %s | |" % (
-            aprompt, _f((acc_cells.get("on") or {}).get("mean_accepted_per_draft")),
-            _f((acc_cells.get("off") or {}).get("mean_accepted_per_draft"))),
-        "| _mean accepted tokens / draft, %s (field report)_ | _%s_ | _%s_ | |" % (
-            aprompt, _f(ref["mean_accepted_per_draft"]["on"]),
-            _f(ref["mean_accepted_per_draft"]["off"])),
-    ]
+    for key, label, cell in (("acceptance_rate", "acceptance rate", _pct),
+                             ("mean_accepted_per_draft", "mean accepted tokens / draft", _f)):
+        lines += [
+            "| %s, all prompts | %s | %s | |" % (
+                label, cell((modes.get("on") or {}).get(key)),
+                cell((modes.get("off") or {}).get(key))),
+            "| %s, %s | %s | %s | |" % (
+                label, aprompt, cell((acc_cells.get("on") or {}).get(key)),
+                cell((acc_cells.get("off") or {}).get(key))),
+            "| _%s, %s (field report)_ | _%s_ | _%s_ | |" % (
+                label, aprompt, cell(ref[key]["on"]), cell(ref[key]["off"])),
+        ]
     return "\n".join(lines)
 
 
@@ -524,9 +516,7 @@ def render_markdown(report):
     lines = [
         "# Serving benchmark: decode speed and speculative-decoding acceptance", "",
         measured_line(srv), "",
-        "Generated %s (schema %s v%s). Verdict: **%s**." % (
-            report["generated_at"], report["schema"], report["schema_version"],
-            report["verdict"]), "",
+        generated_line(report, " Verdict: **%s**." % report["verdict"]), "",
         "Server %s, model `%s`, %s run(s) per prompt and mode, max_tokens %s, "
         "reasoning_effort ON=`%s` OFF=`%s`. Output tokens from: %s." % (
             srv.get("api_url", "?"), srv.get("model", "?"), s.get("repetitions", "?"),
@@ -538,11 +528,9 @@ def render_markdown(report):
         "Speed-up = OFF / ON.", "",
         render_table(report), "",
         "## Per prompt and mode", "",
-        "| prompt | thinking | runs | TTFT s | decode tok/s (min-max) | output tokens | "
-        "drafts | draft tokens | accepted | acceptance | accepted/draft | per position | "
-        "content null |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    ] + table_head("prompt", "thinking", "runs", "TTFT s", "decode tok/s (min-max)",
+                   "output tokens", "drafts", "draft tokens", "accepted", "acceptance",
+                   "accepted/draft", "per position", "content null")
     for c in report["cells"]:
         d = c["metrics_delta"]
         per_pos = " ".join("%s:%s" % (p, _pct(v)) for p, v in c["per_position"].items()) or "n/a"
@@ -555,8 +543,7 @@ def render_markdown(report):
             c["content_null_runs"]))
     lines += ["", "## Thinking OFF and `content: null`", "", report["content_null"]["message"], ""]
     warnings = [w for w in report["warnings"] if w != report["content_null"]["message"]]
-    if warnings:
-        lines += ["## Warnings", ""] + ["- " + w for w in warnings] + [""]
+    lines += bullet_section("Warnings", warnings)
     lines += ["## How the numbers are computed", ""]
     lines += ["- %s = %s" % (k, v) for k, v in report["formulas"].items()]
     lines += ["", "Counter deltas are taken from /metrics right before and right after each "
@@ -568,13 +555,8 @@ def render_markdown(report):
 
 def render_png(report, path):
     """Grouped bars: decode tok/s per prompt (ours vs field, ON/OFF), acceptance per mode."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["table"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5),
-                                  gridspec_kw={"width_ratios": [3, 1.3]})
+    fig, (ax, ax2) = figure([3, 1.3], (11, 4.5))
     series = (("ours ON", "on", "#1f77b4", None), ("ours OFF", "off", "#ff7f0e", None),
               ("field ON", "field_on", "#aec7e8", "//"), ("field OFF", "field_off", "#ffbb78", "//"))
     width = 0.2
@@ -582,10 +564,7 @@ def render_png(report, path):
         xs = [g + (i - 1.5) * width for g in range(len(rows))]
         vals = [row[key] or 0.0 for row in rows]
         bars = ax.bar(xs, vals, width, label=label, color=color, hatch=hatch)
-        for bar, row in zip(bars, rows):
-            ax.annotate("n/a" if row[key] is None else "%.1f" % row[key],
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=7)
+        label_bars(ax, bars, [_f(row[key], "%.1f") for row in rows])
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([row["prompt"] for row in rows])
     ax.set_ylabel("decode tok/s")
@@ -603,9 +582,7 @@ def render_png(report, path):
     b2 = ax2.bar([x + 0.2 for x in xs], [100 * v for v in field], 0.4, label="field",
                  color="#98df8a", hatch="//")
     for bars, vals in ((b1, ours), (b2, field)):
-        for bar, v in zip(bars, vals):
-            ax2.annotate(_pct(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                         ha="center", va="bottom", fontsize=7)
+        label_bars(ax2, bars, [_pct(v) for v in vals])
     ax2.set_xticks(list(xs))
     ax2.set_xticklabels(labels)
     ax2.set_ylabel("acceptance rate %")
@@ -615,178 +592,9 @@ def render_png(report, path):
         report["generated_at"],
         " - STAND-IN runtime, synthetic" if (report["server"].get("runtime") or {}).get("standin") else "",
         report["server"].get("model", "?")), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(report, report_dir, formats=("json", "md", "png"), prefix="bench"):
     """Write bench-<stamp>.<ext> per format and bench-latest.<ext>; returns the paths."""
     return write_report_files(report, report_dir, formats, prefix, render_markdown, render_png)
-
-
-# ---------------------------------------------------------------------- runner (httpx)
-
-class BenchClient:
-    """Talks to the OpenAI-compatible API. ``clock`` returns seconds (monotonic)."""
-
-    def __init__(self, api_url, model, api_key=None, timeout=600.0, connect_timeout=10.0,
-                 clock=time.perf_counter, transport=None):
-        import httpx
-
-        self.httpx = httpx
-        self.api_url = api_url.rstrip("/")
-        self.model = model
-        self.clock = clock
-        headers = {"Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = "Bearer %s" % api_key
-        kwargs = {"base_url": self.api_url, "headers": headers,
-                  "timeout": httpx.Timeout(timeout, connect=connect_timeout)}
-        if transport is not None:
-            kwargs["transport"] = transport
-        self.client = httpx.Client(**kwargs)
-
-    def close(self):
-        self.client.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _loopback_hint(self):
-        host = self.httpx.URL(self.api_url).host
-        if host in ("localhost", "::1") or host.startswith("127."):
-            return (" Note: %s is the loopback of the machine running the benchmark "
-                    "(bench_run_from), not the head's; the API bound on the head's "
-                    "127.0.0.1 is reachable only there or through a tunnel "
-                    "(ssh -L 8888:127.0.0.1:8888 <head>)." % host)
-        return ""
-
-    def _get(self, path):
-        try:
-            return self.client.get(path)
-        except self.httpx.ConnectError as exc:
-            raise BenchRefusal(
-                "server_down",
-                "the serving API at %s is not up (GET %s: %s). Nothing will be measured. "
-                "Start or check the serving stack on the head (ansible-playbook site.yml; "
-                "systemctl status spark-runtime; journalctl -u spark-runtime shows the "
-                "start-up phase) and rerun once the log says 'Application startup "
-                "complete.' (a first start takes ~20 min), or set bench_api_url.%s"
-                % (self.api_url, path, exc, self._loopback_hint())) from exc
-        except self.httpx.TimeoutException as exc:
-            raise BenchRefusal(
-                "server_down",
-                "the serving API at %s did not answer GET %s in time (%s): check the "
-                "address/port (bench_api_url) and that the head is reachable from where "
-                "the benchmark runs." % (self.api_url, path, exc)) from exc
-        except self.httpx.HTTPError as exc:
-            raise BenchRefusal("server_down", "GET %s%s failed: %s"
-                               % (self.api_url, path, exc)) from exc
-
-    def metrics(self):
-        resp = self._get("/metrics")
-        if resp.status_code != 200:
-            raise BenchRefusal("no_metrics", "GET %s/metrics returned HTTP %d: the benchmark "
-                               "needs vLLM's Prometheus endpoint" % (self.api_url,
-                                                                     resp.status_code))
-        return parse_metrics(resp.text)
-
-    def preflight(self):
-        """The refusal checks, in order; returns what was found. Raises BenchRefusal."""
-        health = self._get("/health")
-        if health.status_code != 200:
-            raise BenchRefusal(
-                "not_healthy",
-                "GET %s/health returned HTTP %d (200 expected): the engine is not ready or "
-                "has died. Nothing will be measured. Check journalctl -u spark-runtime on "
-                "the head; rerun when /health answers 200." % (self.api_url,
-                                                               health.status_code))
-        models = self._get("/v1/models")
-        if models.status_code in (401, 403):
-            raise BenchRefusal(
-                "unauthorized",
-                "GET %s/v1/models returned HTTP %d: the API wants a key. Set SPARK_API_KEY "
-                "in the environment or the vault variable serving_api_key."
-                % (self.api_url, models.status_code))
-        if models.status_code != 200:
-            raise BenchRefusal("no_models", "GET %s/v1/models returned HTTP %d"
-                               % (self.api_url, models.status_code))
-        try:
-            ids = [m.get("id") for m in models.json().get("data") or []]
-        except (ValueError, AttributeError) as exc:
-            raise BenchRefusal("no_models", "GET %s/v1/models did not return a model list: %s"
-                               % (self.api_url, exc)) from exc
-        if self.model not in ids:
-            raise BenchRefusal(
-                "wrong_model",
-                "the server at %s serves %s, not %r (bench_model). Nothing will be "
-                "measured: point bench_api_url at the right server or set bench_model to "
-                "the served name." % (self.api_url, ", ".join(map(str, ids)) or "no model",
-                                      self.model))
-        snap = self.metrics()
-        if not snap["spec_decode"]:
-            missing = [n + "_total" for n, k in COUNTERS.items()
-                       if k in SPEC_KEYS and snap.get(k) is None]
-            raise BenchRefusal(
-                "no_spec_decode",
-                "speculative decoding is off on %s: /metrics has no %s. The benchmark "
-                "measures draft acceptance and refuses rather than report zeros: start "
-                "vLLM with --speculative-config '{\"method\":\"dspark\","
-                "\"num_speculative_tokens\":5}'." % (self.api_url, ", ".join(missing)))
-        return {"api_url": self.api_url, "model": self.model, "models": ids,
-                "health": health.status_code, "metrics": snap}
-
-    def stream(self, body):
-        """POST the streamed request; returns (t_sent, [(t, chunk)]) on this client's clock."""
-        events = []
-        t_sent = self.clock()
-        try:
-            with self.client.stream("POST", "/v1/chat/completions", json=body) as resp:
-                if resp.status_code != 200:
-                    resp.read()
-                    raise BenchRunError("POST /v1/chat/completions returned HTTP %d: %s"
-                                        % (resp.status_code, resp.text[:300]))
-                for line in resp.iter_lines():
-                    chunk = parse_sse_line(line)
-                    if chunk is None:
-                        continue
-                    stamp = self.clock()
-                    if chunk == "[DONE]":
-                        break
-                    events.append((stamp, chunk))
-        except self.httpx.HTTPError as exc:
-            raise BenchRunError("streaming request failed: %s" % exc) from exc
-        return t_sent, events
-
-    def run_once(self, prompt, thinking, effort, max_tokens, temperature=None, repetition=1,
-                 include_usage=True):
-        """One measured run: /metrics, stream, /metrics. Errors end up in ``error``."""
-        run = {"prompt": prompt, "thinking": "on" if thinking else "off",
-               "repetition": repetition, "reasoning_effort": effort or None, "error": None}
-        body = request_body(self.model, PROMPTS.get(prompt, prompt), thinking, effort,
-                            max_tokens, temperature, include_usage)
-        try:
-            before = self.metrics()
-            t_sent, events = self.stream(body)
-            after = self.metrics()
-        except (BenchRunError, BenchRefusal) as exc:
-            run["error"] = str(exc)
-            return run
-        run.update(summarize_stream(events, t_sent, thinking=bool(thinking)))
-        delta = metric_deltas(before, after)
-        run["metrics_delta"] = delta
-        run.update(spec_rates(delta))
-        if run["output_tokens"] == 0:
-            run["error"] = "the stream carried no output tokens"
-        return run
-
-    def run(self, prompt, thinking, effort, repetitions, max_tokens, temperature=None,
-            include_usage=True):
-        return [self.run_once(prompt, thinking, effort, max_tokens, temperature, rep,
-                              include_usage)
-                for rep in range(1, int(repetitions) + 1)]
