@@ -9,7 +9,6 @@ the OpenAI streaming API and serves /health, /v1/models and /metrics.
 
 import datetime
 import http.server
-import importlib
 import itertools
 import json
 import os
@@ -22,6 +21,7 @@ import threading
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
+import spark_bench  # library/spark_bench.py, the module
 from module_utils import spark_benchclient as sbc
 from module_utils import spark_benchdata as sb
 
@@ -509,15 +509,9 @@ def test_api_key_is_sent_and_missing_key_refused(fake):
 
 # ---------------------------------------------------------------------- the module
 
-def load_module():
-    """library/spark_bench.py, imported by its own name (no module_utils file shares it)."""
-    return importlib.import_module("spark_bench")
-
-
 def run_module(capsys, args):
-    module = load_module()
     with patch_module_args(args), pytest.raises(SystemExit) as info:
-        module.main()
+        spark_bench.main()
     return info.value.code, json.loads(capsys.readouterr().out)
 
 

@@ -1,8 +1,6 @@
 """The day-two modules' main(): spark_node_status, spark_status_report, spark_diagnose."""
 
-import importlib.util
 import json
-import pathlib
 import tarfile
 import threading
 import urllib.parse
@@ -12,14 +10,9 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+import spark_diagnose
 import spark_node_status
 import spark_status_report
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-# library/spark_diagnose.py shares its stem with module_utils/spark_diagnose.py: load it by path
-_SPEC = importlib.util.spec_from_file_location("spark_diagnose_module", ROOT / "library" / "spark_diagnose.py")
-diagnose_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(diagnose_module)
 
 KEY = "Zq3kP9mW2xR7tY5uV8nB4cD6fG1hJ0aL"
 RAILS = [{"interface": "enp1s0f1np1", "address": "192.168.100.10/24"}]
@@ -134,13 +127,13 @@ def test_status_report_writes_md_and_json(tmp_path, capsys):
 
 
 def test_diagnose_bundle_is_scrubbed(commands, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(diagnose_module.shutil, "which", lambda name: None if name == "nvidia-smi" else "/bin/" + name)
+    monkeypatch.setattr(spark_diagnose.shutil, "which", lambda name: None if name == "nvidia-smi" else "/bin/" + name)
     config = tmp_path / "etc"
     config.mkdir()
     (config / "api-key").write_text(KEY)
     (config / "runtime.env").write_text(f"VLLM_API_KEY={KEY}\nNCCL_IB_GID_INDEX=3\n")
     dest = tmp_path / "out" / "bundle.tar.gz"
-    code, result = run(diagnose_module, {"dest": str(dest), "rails": RAILS, "config_dir": str(config),
+    code, result = run(spark_diagnose, {"dest": str(dest), "rails": RAILS, "config_dir": str(config),
                                          "secret_files": [str(config / "api-key")], "secrets": []}, capsys)
     assert code == 0, result
     assert oct(dest.stat().st_mode & 0o777) == "0o600"

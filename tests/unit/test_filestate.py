@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-import spark_node_files as module
+import spark_node_files
 from ansible.module_utils.spark_filestate import FilesError, apply, ensure_absent, ensure_directory, ensure_file, mode_bits
 
 
@@ -99,11 +99,11 @@ def test_absent_removes_a_link_not_its_target(tmp_path):
 def test_module_main_in_check_mode_and_for_real(run_main, tmp_path):
     args = {"directories": [{"path": str(tmp_path / "lib")}],
             "files": [{"dest": str(tmp_path / "lib" / "m.py"), "content": "x = 1\n"}]}
-    code, out = run_main(module, args, check=True)
+    code, out = run_main(spark_node_files, args, check=True)
     assert code == 0 and out["changed"] and not (tmp_path / "lib").exists()
-    code, out = run_main(module, args)
+    code, out = run_main(spark_node_files, args)
     assert code == 0 and out["changed_paths"] == [str(tmp_path / "lib"), str(tmp_path / "lib" / "m.py")]
-    code, out = run_main(module, args)
+    code, out = run_main(spark_node_files, args)
     assert code == 0 and out["changed"] is False
-    code, out = run_main(module, {"directories": [{"path": str(tmp_path / "lib" / "m.py")}]})
+    code, out = run_main(spark_node_files, {"directories": [{"path": str(tmp_path / "lib" / "m.py")}]})
     assert code == 1 and "is not a directory" in out["msg"]

@@ -221,3 +221,54 @@ def test_module_resolves_a_named_user_inside_the_image():
     assert (result["contract"]["uid"], result["contract"]["gid"]) == (1001, 1002)
     with pytest.raises(Failed, match="docker image inspect missing failed"):
         mod.run(FakeModule({"image": "missing"}, {("image", "inspect", "missing"): (1, "", "No such image")}))
+
+
+# ---------------------------------------------------------------------- main()
+
+def docker_answers(monkeypatch, answers):
+    """AnsibleModule.run_command answered from a dict keyed by docker's argv (without
+    the binary); records every call."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    calls = []
+
+    def run_command(self, argv, *args, **kwargs):
+        calls.append(list(argv))
+        return answers[tuple(argv[1:])]
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    return calls
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_module_main_reads_only_in_and_out_of_check_mode(run_main, monkeypatch, check):
+    import runtime_image_contract
+    image = "vllm-dspark-runtime:clean"
+    calls = docker_answers(monkeypatch, {
+        ("image", "inspect", image): (0, json.dumps(DSPARK_INSPECT), ""),
+        ("image", "inspect", "base@sha256:1"): (0, base_inspect(["sha256:base1", "sha256:base2"]), "")})
+    code, out = run_main(runtime_image_contract, {"image": image, "base_image": "base@sha256:1",
+                                                  "docker": "/usr/bin/docker"}, check=check)
+    assert code == 0, out
+    assert out["changed"] is False
+    assert out["contract"]["uid"] == 1000 and out["base"]["id"] == "sha256:" + "b" * 64
+    assert out["exports"]["PATH"].startswith("/opt/env/bin:")
+    assert out["message"].startswith(image + " ")
+    # read-only whatever the mode: two inspects, nothing run, pulled or tagged
+    assert calls == [["/usr/bin/docker", "image", "inspect", image],
+                     ["/usr/bin/docker", "image", "inspect", "base@sha256:1"]]
+
+
+def test_module_main_fails_on_another_base_and_on_a_missing_image(run_main, monkeypatch):
+    import runtime_image_contract
+    image = "vllm-dspark-runtime:clean"
+    docker_answers(monkeypatch, {
+        ("image", "inspect", image): (0, json.dumps(DSPARK_INSPECT), ""),
+        ("image", "inspect", "moved"): (0, base_inspect(["sha256:other"]), ""),
+        ("image", "inspect", "gone"): (1, "", "Error: No such image: gone")})
+    code, out = run_main(runtime_image_contract, {"image": image, "base_image": "moved"})
+    assert code == 1 and out["failed"] and out["changed"] is False
+    assert "was not built on moved" in out["msg"] and "rebuild" in out["msg"]
+    assert out["base"]["id"] == "sha256:" + "b" * 64
+    code, out = run_main(runtime_image_contract, {"image": "gone"}, check=True)
+    assert code == 1 and out["msg"] == "docker image inspect gone failed: Error: No such image: gone"

@@ -154,3 +154,23 @@ def test_module_in_process(tmp_path, capsys):
     rc, out = run_module(serving_layout, {"hub_dir": str(tmp_path), "repo": str(model_dir),
                                           "nodes": 5}, capsys)
     assert rc == 1 and "no tensor x pipeline split of 5 GPUs fits the model" in out["msg"]
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_module_main_chooses_and_checks_read_only(run_main, tmp_path, check):
+    """main() in-process: sizes 0 choose TP=1 x PP=3 for three nodes; a forced TP that
+    does not divide the heads fails with the numbers; never a change, in either mode."""
+    import serving_layout
+    hub_seed.seed_fake_repo(str(tmp_path), REPO, shards=1, shard_bytes=64)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out = run_main(serving_layout, {"hub_dir": str(tmp_path), "repo": REPO, "nodes": 3},
+                         check=check)
+    assert code == 0, out
+    assert (out["tp"], out["pp"], out["world"], out["chosen"]) == (1, 3, 3, True)
+    assert out["changed"] is False and out["config_path"].endswith("/config.json")
+    assert out["fields"]["num_attention_heads"] == 64
+    code, out = run_main(serving_layout, {"hub_dir": str(tmp_path), "repo": REPO, "nodes": 3,
+                                          "tensor_parallel_size": 3}, check=check)
+    assert code == 1 and out["failed"]
+    assert out["msg"].startswith(f"{REPO}: TP=3 does not divide the 64 attention heads.")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
