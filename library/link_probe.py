@@ -189,6 +189,7 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.spark_cx7 import sysfs_count
 from ansible.module_utils.spark_files import read_text
 from ansible.module_utils.spark_linkprobe import (
     ib_write_bw_argv, iperf3_client_argv, iperf3_server_argv, parse_ib_write_bw,
@@ -196,14 +197,6 @@ from ansible.module_utils.spark_linkprobe import (
     sum_parallel, tcp_listening,
 )
 from ansible.module_utils.spark_roce import rdma_devices
-
-
-def _int(value):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number >= 0 else None
 
 
 def _rdma_twin(sysfs, interface):
@@ -232,8 +225,8 @@ def mode_link(module, p):
         "kind": "link",
         "interface": p["interface"],
         "exists": bool(p["interface"]) and os.path.isdir(base),
-        "speed_mbps": _int(read_text(os.path.join(base, "speed"))),
-        "mtu": _int(read_text(os.path.join(base, "mtu"))),
+        "speed_mbps": sysfs_count(read_text(os.path.join(base, "speed"))),
+        "mtu": sysfs_count(read_text(os.path.join(base, "mtu"))),
         "operstate": read_text(os.path.join(base, "operstate")),
         "rdma_available": bool(hcas),
         "rdma_devices": hcas,

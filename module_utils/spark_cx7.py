@@ -55,13 +55,14 @@ def parse_carrier(value):
     return value == "1"
 
 
-def parse_speed(value):
-    """Mb/s as int; -1 (unknown, link down) and unreadable -> None."""
+def sysfs_count(value):
+    """A sysfs number (speed in Mb/s, mtu) as int; -1 (speed unknown, link down) and
+    unreadable -> None."""
     try:
-        speed = int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
-    return speed if speed >= 0 else None
+    return number if number >= 0 else None
 
 
 def pci_function(pci):
@@ -146,7 +147,7 @@ def describe_netdev(sysfs_root, name, net, link=None, rdma_device=None):
         "driver": netdev_driver(sysfs_root, name),
         "operstate": operstate,
         "carrier": carrier,
-        "speed_mbps": parse_speed(read_text(path / "speed")),
+        "speed_mbps": sysfs_count(read_text(path / "speed")),
         "mtu": mtu,
         "mac": mac,
         "addresses": addresses["ipv4"] + addresses["ipv6"],

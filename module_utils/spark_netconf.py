@@ -222,20 +222,23 @@ NM_DETAIL_FIELDS = ("connection.id,connection.uuid,connection.interface-name,"
                     "802-3-ethernet.mac-address,ipv4.method,ipv4.addresses,ipv6.method")
 
 
-def parse_nm_connections(text):
-    """``nmcli -t -f NAME,UUID,TYPE,DEVICE,AUTOCONNECT,FILENAME connection show``."""
-    out = []
+def terse_rows(text, width, what):
+    """The non-blank lines of ``nmcli -t`` output as field lists of at least ``width``
+    fields; a shorter line raises NetconfError naming ``what`` (connection, device)."""
     for line in (text or "").splitlines():
         if not line.strip():
             continue
-        f = split_terse(line)
-        if len(f) < 6:
-            raise NetconfError(f"unexpected nmcli connection line: {line!r}")
-        out.append({
-            "name": f[0], "uuid": f[1], "type": f[2], "device": f[3] or None,
-            "autoconnect": f[4] == "yes", "filename": f[5] or None,
-        })
-    return out
+        fields = split_terse(line)
+        if len(fields) < width:
+            raise NetconfError(f"unexpected nmcli {what} line: {line!r}")
+        yield fields
+
+
+def parse_nm_connections(text):
+    """``nmcli -t -f NAME,UUID,TYPE,DEVICE,AUTOCONNECT,FILENAME connection show``."""
+    return [{"name": f[0], "uuid": f[1], "type": f[2], "device": f[3] or None,
+             "autoconnect": f[4] == "yes", "filename": f[5] or None}
+            for f in terse_rows(text, 6, "connection")]
 
 
 def parse_nm_details(text):
@@ -251,12 +254,7 @@ def parse_nm_details(text):
 def parse_nm_devices(text):
     """``nmcli -t -f DEVICE,TYPE,STATE,CONNECTION device`` -> {device: {...}}."""
     out = {}
-    for line in (text or "").splitlines():
-        if not line.strip():
-            continue
-        f = split_terse(line)
-        if len(f) < 4:
-            raise NetconfError(f"unexpected nmcli device line: {line!r}")
+    for f in terse_rows(text, 4, "device"):
         out[f[0]] = {"type": f[1], "state": f[2], "connection": f[3] or None}
     return out
 

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from ansible.module_utils import spark_cx7
-from ansible.module_utils.spark_cx7 import discover, parse_speed, physical_port
+from ansible.module_utils.spark_cx7 import discover, physical_port, sysfs_count
 from fakenetlink import FakeNetlink
 
 ADDRESSES = {"enp1s0f1np1": "192.168.100.10/24", "enP2p1s0f1np1": "192.168.101.10/24"}
@@ -226,8 +226,8 @@ def test_empty_sysfs(tmp_path):
 
 
 @pytest.mark.parametrize("value, expected", [("200000", 200000), ("-1", None), (None, None), ("x", None)])
-def test_parse_speed(value, expected):
-    assert parse_speed(value) == expected
+def test_sysfs_count(value, expected):
+    assert sysfs_count(value) == expected
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -312,22 +312,24 @@ def test_link_report_bad_pair_fails_with_message(run_main, tmp_path):
 
 # ---------------------------------------------------------------- runtime_image_wait
 
-def test_runtime_image_wait_finished_build(run_main, tmp_path):
+def wait_for_build(run_main, tmp_path, log_text, rc_text):
+    """runtime_image_wait over a build log and its exit-code file, without waiting."""
     log, rc = tmp_path / "build.log", tmp_path / "build.rc"
-    log.write_text("Step 1/3 : FROM base\nStep 3/3 : RUN make\nSuccessfully built abc\n")
-    rc.write_text("0\n")
-    code, out = run_main(runtime_image_wait, {"log_path": str(log), "rc_path": str(rc),
-                                              "wait_seconds": 0}, check=True)
+    log.write_text(log_text)
+    rc.write_text(rc_text)
+    return run_main(runtime_image_wait, {"log_path": str(log), "rc_path": str(rc),
+                                         "wait_seconds": 0}, check=True)
+
+
+def test_runtime_image_wait_finished_build(run_main, tmp_path):
+    code, out = wait_for_build(run_main, tmp_path, "Step 1/3 : FROM base\nStep 3/3 : RUN make\n"
+                               "Successfully built abc\n", "0\n")
     assert code == 0 and out["finished"] is True and out["exit_code"] == 0
     assert out["tail"][-1] == "Successfully built abc"
 
 
 def test_runtime_image_wait_failed_and_running_builds(run_main, tmp_path):
-    log, rc = tmp_path / "build.log", tmp_path / "build.rc"
-    log.write_text("compiling\nerror: out of memory\n")
-    rc.write_text("2\n")
-    code, out = run_main(runtime_image_wait, {"log_path": str(log), "rc_path": str(rc),
-                                              "wait_seconds": 0}, check=True)
+    code, out = wait_for_build(run_main, tmp_path, "compiling\nerror: out of memory\n", "2\n")
     assert code == 1 and "image build failed (exit 2)" in out["msg"] and "out of memory" in out["msg"]
     code, out = run_main(runtime_image_wait, {"log_path": str(tmp_path / "none.log"),
                                               "rc_path": str(tmp_path / "none.rc"),

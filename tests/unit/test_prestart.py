@@ -44,6 +44,15 @@ def drifted_table(netdev, mac_index, address):
             (gid, ROCE_V1, netdev), (gid, ROCE_V2, netdev)]
 
 
+def rail0_drifted(tmp_path):
+    """The node after a reboot that reordered rail 0's GID table (drifted_table)."""
+    return SparkSysfs(
+        tmp_path / "sys-after-reboot",
+        addresses=ADDRESSES,
+        gid_tables={"rocep1s0f1": drifted_table(RAIL0, 1, "192.168.100.10")},
+    ).build()
+
+
 class Node:
     """A provisioned node: sysfs tree, params file and env file as the module leaves them."""
 
@@ -89,11 +98,7 @@ def test_all_good(provisioned):
 
 
 def test_drift_rewrites_the_file_and_says_so(provisioned, tmp_path):
-    drifted = SparkSysfs(
-        tmp_path / "sys-after-reboot",
-        addresses=ADDRESSES,
-        gid_tables={"rocep1s0f1": drifted_table(RAIL0, 1, "192.168.100.10")},
-    ).build()
+    drifted = rail0_drifted(tmp_path)
     code, out, err = provisioned.run(sysfs_root=drifted.root, net=FakeNetlink.from_sparkfs(drifted))
     assert code == 0, err
     assert "spark-prestart: GID index drifted 3 -> 4 on rocep1s0f1" in out.splitlines()
@@ -130,11 +135,7 @@ def test_drift_on_both_twins(provisioned, tmp_path):
 
 
 def test_check_only_writes_nothing(provisioned, tmp_path):
-    drifted = SparkSysfs(
-        tmp_path / "sys-after-reboot",
-        addresses=ADDRESSES,
-        gid_tables={"rocep1s0f1": drifted_table(RAIL0, 1, "192.168.100.10")},
-    ).build()
+    drifted = rail0_drifted(tmp_path)
     before = provisioned.env_path.read_text()
     code, out, _ = provisioned.run("--check-only", sysfs_root=drifted.root,
                                    net=FakeNetlink.from_sparkfs(drifted))
