@@ -71,6 +71,11 @@ bad:
   returned: failure
   type: list
   elements: str
+bad_paths:
+  description: The blob files behind O(bad) (remove them and pull again to re-fetch them).
+  returned: failure
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

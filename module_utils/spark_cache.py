@@ -177,10 +177,12 @@ def file_sha256(path):
 def verify_snapshot(snapshot_dir):
     """Check every file of a snapshot against the hash its blob is named by.
 
-    Returns {"verified": n, "bytes": n, "bad": [...], "unverifiable": [...]}: a blob
-    named by 64 hex digits must have that sha256, one named by 40 the git blob sha1.
+    Returns {"verified": n, "bytes": n, "bad": [...], "bad_paths": [...], "unverifiable": [...]}:
+    a blob named by 64 hex digits must have that sha256, one named by 40 the git blob sha1.
+    ``bad_paths`` are the blob files to remove so that a pull fetches them again (a pull
+    keeps a file whose size and mtime match, whatever its content).
     """
-    result = {"verified": 0, "bytes": 0, "bad": [], "unverifiable": []}
+    result = {"verified": 0, "bytes": 0, "bad": [], "bad_paths": [], "unverifiable": []}
     for root, _dirs, files in os.walk(snapshot_dir):
         for name in sorted(files):
             full = os.path.join(root, name)
@@ -198,6 +200,7 @@ def verify_snapshot(snapshot_dir):
                 continue
             if actual != blob:
                 result["bad"].append(f"{rel}: content hash {actual[:12]} != blob name {blob[:12]}")
+                result["bad_paths"].append(os.path.realpath(full))
             else:
                 result["verified"] += 1
                 result["bytes"] += os.path.getsize(full)

@@ -1,6 +1,7 @@
 """The Hugging Face cache in the lab (after site.yml / playbooks/cache.yml): the fake model
 on the head, copied to the worker over QSFP rail 0 (byte counters prove the rail, not the
-management network), verified, a second pull copies nothing; the rsync daemon is on rail 0
+management network), verified, a second pull copies nothing, a truncated or corrupted
+blob on a worker is detected and fetched again; the rsync daemon is on rail 0
 only; node-local JIT caches; nfs mode renders valid files without starting anything; bad
 input fails before any copy.
 
@@ -131,6 +132,23 @@ def test_worker_copy_is_identical_and_a_second_pull_copies_nothing(lab):
         assert snapshot_sums(worker) == head_sums
         again = sh(worker, f"rsync -a --itemize-changes --exclude=.locks/ --exclude='*.incomplete' rsync://{lab['head_rail0']}/hf-hub/ {HUB}/")
         assert again.stdout == ""
+
+
+def test_a_truncated_and_a_silently_corrupted_blob_are_fetched_again(lab):
+    head_sums = snapshot_sums(lab["head"])
+    for worker, _ in lab["workers"]:
+        snap = sh(worker, f"cat {HUB}/{REPO_DIR}/refs/main").stdout.strip()
+        truncated, corrupted = sh(worker, f"cd {HUB}/{REPO_DIR}/snapshots/{snap} && readlink -f *.safetensors").stdout.split()[:2]
+        sh(worker, f"truncate -s 1000 {truncated}")
+        # one byte flipped, size and mtime kept: a pull's quick check alone would keep it
+        sh(worker, f"cp -p {corrupted} /tmp/ref && printf '\\377' | dd of={corrupted} bs=1 seek=100 conv=notrunc 2>/dev/null "
+                   f"&& touch -r /tmp/ref {corrupted} && rm /tmp/ref")
+        assert snapshot_sums(worker) != head_sums
+    rc, out = playbook("-e", "hf_cache_verify=always")
+    assert rc == 0, out[-3000:]
+    assert "1 file(s) did not match their hash and were fetched again" in out
+    for worker, _ in lab["workers"]:
+        assert snapshot_sums(worker) == head_sums
 
 
 def test_fan_out_crosses_rail0_not_the_management_network(lab):

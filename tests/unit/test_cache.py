@@ -87,6 +87,7 @@ def test_verify_catches_a_corrupted_copy(hub):
     blob.write_bytes(bytes(data))
     bad = sc.verify_snapshot(str(snap))
     assert len(bad["bad"]) == 1 and bad["bad"][0].startswith("model-00003-of-00003.safetensors")
+    assert bad["bad_paths"] == [str(blob)]  # the blob itself, not the snapshot's link to it
 
 
 # ------------------------------------------------------------------ settings checks
