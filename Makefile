@@ -74,7 +74,9 @@ rules: venv promtool ## promtool check rules/config and test rules; the Grafana 
 molecule: venv docker ## the lab end to end: converge, idempotence, verify (testinfra), faults
 	$(BIN)/molecule test --all
 
-test: lint unit molecule ## everything CI runs
+test: venv docker promtool ## everything CI runs: lint and unit side by side (output kept per target), then molecule
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit
+	$(MAKE) --no-print-directory molecule
 
 clean: lab-down ## lab down and remove the venv
 	rm -rf $(VENV) .cache
