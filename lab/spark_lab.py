@@ -3,7 +3,8 @@
 
     spark_lab.py image [--flavour F]       build the node image if needed, print its tag
     spark_lab.py up [--inventory DIR] [--recreate] [--flavour F]
-    spark_lab.py replug                    re-create missing rail cables (after a restart)
+    spark_lab.py replug [--other-port NODE]  cable the lab as the inventory says (or with
+                                           NODE's cable moved to its other QSFP port)
     spark_lab.py restart NODE              reboot one node (docker restart), then replug
     spark_lab.py status
     spark_lab.py down                      remove containers, volumes, network, switch
@@ -19,6 +20,14 @@ Flavours (--flavour, or SPARK_LAB_FLAVOUR): ``networkmanager`` (default) behaves
 DGX OS as shipped: NetworkManager renders netplan (01-network-manager-all.yaml), manages
 eth0 and auto-connects the CX-7-named ports with its default wired profiles;
 ``networkd`` is a server-style node where systemd-networkd renders netplan.
+
+Every node carries the four ConnectX-7 netdevs of a Spark (SPARK_PORTS): the ones in
+the inventory's ``spark_rails`` are cabled; the others are uncabled ports: a veth whose
+peer waits, down, in the namespace ``spark-lab-loose``, so the node sees a real
+NO-CARRIER link. ``replug --other-port NODE`` moves NODE's cable to its other QSFP port
+(np1 <-> np0 on both twins), as a person re-plugging the cable would; a plain
+``replug`` (and ``up``, ``restart``) puts the cabling back as the inventory says. Each
+node end carries an ifalias naming its cable, so replug sees what is plugged where.
 
 Env: SPARK_LAB_IMAGE=<image> uses that image and skips the build.
 Python 3.11+, stdlib only. Needs root (veth, nsenter) and docker.
@@ -47,6 +56,12 @@ SUBNET = "198.19.0.0/24"
 GATEWAY = "198.19.0.1"
 LABEL = "spark-lab"
 SWITCH_NS = "spark-lab-sw"
+LOOSE_NS = "spark-lab-loose"   # peers of the uncabled ports: down, so the node sees NO-CARRIER
+# The four ConnectX-7 netdevs of a DGX Spark (two QSFP ports x two PCIe-root twins)
+SPARK_PORTS = ("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1")
+OTHER_PORT_RE = re.compile(r"^(?P<head>.+f)(?P<f>[01])np(?P<p>[01])$")
+LOOSE_ALIAS = "spark-lab:uncabled"
+LOOSE_MTU = 1500   # an uncabled port keeps the driver's default MTU
 DEFAULT_MTU = 9000
 IFNAMSIZ = 15
 VETH_RE = re.compile(r"^sl[0-9a-f]{10}$")  # host-side temporary veth names
@@ -83,6 +98,11 @@ class Node:
     rails: tuple[str, ...]  # interface name per rail index
     mtu: int = DEFAULT_MTU
 
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """Every QSFP netdev the node carries: a Spark's four, plus any other rail name."""
+        return SPARK_PORTS + tuple(r for r in self.rails if r not in SPARK_PORTS)
+
 
 @dataclass(frozen=True)
 class End:
@@ -99,6 +119,19 @@ class Link:
     a: End
     b: End
 
+    @property
+    def alias(self) -> str:
+        """ifalias of the node end(s): names the cable, so replug can tell where it is."""
+        far = f"{self.b.container}:{self.b.ifname}" if self.b.container else f"switch:{self.b.bridge}"
+        return f"spark-lab:rail{self.rail}:{self.a.container}:{self.a.ifname}<->{far}"
+
+
+@dataclass(frozen=True)
+class Loose:
+    """An uncabled port: the node end, and its peer kept down in LOOSE_NS (NO-CARRIER)."""
+    end: End           # inside the node
+    peer: str          # peer's name in LOOSE_NS
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -106,6 +139,7 @@ class Topology:
     links: tuple[Link, ...]
     bridges: tuple[str, ...] = ()   # in SWITCH_NS; empty for a 2-node (direct cable) lab
     mtu: int = DEFAULT_MTU
+    loose: tuple[Loose, ...] = ()   # uncabled ports
 
     @property
     def switched(self) -> bool:
@@ -177,19 +211,39 @@ def validate_nodes(nodes: list[Node]) -> None:
         raise LabError("spark_mtu differs between lab nodes")
 
 
-def plan_topology(nodes: list[Node]) -> Topology:
-    """Which veth pairs (and bridges) make the cables. 2 nodes: direct; more: switch."""
+def other_port(ifname: str) -> str:
+    """The twin of the same PCIe root on the other QSFP port: enp1s0f1np1 <-> enp1s0f0np0."""
+    m = OTHER_PORT_RE.match(ifname)
+    if not m or m.group("f") != m.group("p"):
+        raise LabError(f"{ifname}: not a ConnectX-7 port name (...f<N>np<N>): "
+                       "cannot tell its other port")
+    n = 1 - int(m.group("f"))
+    return f"{m.group('head')}{n}np{n}"
+
+
+def plan_topology(nodes: list[Node], moved=()) -> Topology:
+    """Which veth pairs (and bridges) make the cables. 2 nodes: direct; more: switch.
+
+    moved: names of nodes whose cable sits in their other QSFP port (replug --other-port).
+    Every port of a node that no cable reaches is an uncabled (loose) port."""
     validate_nodes(nodes)
+    unknown = sorted(set(moved) - {n.name for n in nodes} - {n.container for n in nodes})
+    if unknown:
+        raise LabError(f"unknown node(s) {', '.join(unknown)}; known: {', '.join(n.name for n in nodes)}")
     nrails = len(nodes[0].rails)
     mtu = nodes[0].mtu
+
+    def plugged(n: Node, i: int) -> str:
+        return other_port(n.rails[i]) if {n.name, n.container} & set(moved) else n.rails[i]
+
     links: list[Link] = []
     bridges: list[str] = []
     if len(nodes) == 2:
         n0, n1 = nodes
         for i in range(nrails):
             links.append(Link(rail=i,
-                              a=End(veth_name(n0.container, i), n0.rails[i], n0.container),
-                              b=End(veth_name(n1.container, i), n1.rails[i], n1.container)))
+                              a=End(veth_name(n0.container, i), plugged(n0, i), n0.container),
+                              b=End(veth_name(n1.container, i), plugged(n1, i), n1.container)))
     else:
         for i in range(nrails):
             bridge = f"rail{i}"
@@ -197,12 +251,23 @@ def plan_topology(nodes: list[Node]) -> Topology:
             for n in nodes:
                 port = veth_name("sw", n.container, i)
                 links.append(Link(rail=i,
-                                  a=End(veth_name(n.container, i), n.rails[i], n.container),
+                                  a=End(veth_name(n.container, i), plugged(n, i), n.container),
                                   b=End(port, port, None, bridge)))
+    cabled = {(e.container, e.ifname) for link in links for e in (link.a, link.b) if e.container}
+    loose: list[Loose] = []
+    for n in nodes:
+        for ifname in n.ports + tuple(plugged(n, i) for i in range(nrails)):
+            if (n.container, ifname) in cabled or any(l.end.ifname == ifname and l.end.container == n.container
+                                                       for l in loose):
+                continue
+            loose.append(Loose(end=End(veth_name("loose", n.container, ifname), ifname, n.container),
+                               peer=veth_name("loosepeer", n.container, ifname)))
     names = [e.tmpname for link in links for e in (link.a, link.b)]
+    names += [x for l in loose for x in (l.end.tmpname, l.peer)]
     if len(set(names)) != len(names):   # a hash collision: astronomically unlikely
         raise LabError("veth name collision in topology plan")
-    return Topology(nodes=tuple(nodes), links=tuple(links), bridges=tuple(bridges), mtu=mtu)
+    return Topology(nodes=tuple(nodes), links=tuple(links), bridges=tuple(bridges), mtu=mtu,
+                    loose=tuple(loose))
 
 
 def recipe_tag(image_dir: Path = IMAGE_DIR) -> str:
@@ -429,11 +494,11 @@ def end_spec(end: End, pids: dict[str, int]) -> list[str]:
     return [end.ifname, "netns", ns]
 
 
-def _bring_up(end: End, pids: dict[str, int]) -> None:
+def _bring_up(end: End, pids: dict[str, int], alias: str) -> None:
     if end.container is None:
         in_switch("link", "set", end.ifname, "master", end.bridge or "", "up")
     else:
-        in_netns(pids[end.container], "ip", "link", "set", end.ifname, "up")
+        in_netns(pids[end.container], "ip", "link", "set", end.ifname, "alias", alias, "up")
 
 
 def plug(link: Link, pids: dict[str, int], mtu: int) -> None:
@@ -444,17 +509,44 @@ def plug(link: Link, pids: dict[str, int], mtu: int) -> None:
          "peer", "name", *end_spec(link.b, pids), "mtu", str(mtu)])
     try:
         for e in (link.a, link.b):
-            _bring_up(e, pids)
+            _bring_up(e, pids, link.alias)
     except LabError:
         remove_end(link.a, pids)
         raise
 
 
-def end_present(end: End, pids: dict[str, int], cache: dict) -> bool:
+def loose_ns_exists() -> bool:
+    return LOOSE_NS in run(["ip", "netns", "list"], check=False).stdout.split()
+
+
+def ensure_loose_ns() -> None:
+    if not loose_ns_exists():
+        run(["ip", "netns", "add", LOOSE_NS])
+
+
+def plug_loose(loose: Loose, pids: dict[str, int]) -> None:
+    """An uncabled port: admin up inside the node, its peer down in LOOSE_NS, so the
+    node's end reports NO-CARRIER (carrier 0), like a QSFP port with no cable."""
+    ensure_loose_ns()
+    run(["ip", "-n", LOOSE_NS, "link", "del", loose.peer], check=False)   # leftover peer
+    run(["ip", "link", "add", *end_spec(loose.end, pids), "mtu", str(LOOSE_MTU), "type", "veth",
+         "peer", "name", loose.peer, "netns", LOOSE_NS])
+    try:
+        _bring_up(loose.end, pids, LOOSE_ALIAS)
+    except LabError:
+        remove_end(loose.end, pids)
+        raise
+
+
+def end_present(end: End, pids: dict[str, int], cache: dict, alias: str | None = None) -> bool:
+    """The end exists (and, inside a node, carries the alias of the cable it belongs to)."""
     key = end.container or SWITCH_NS
     if key not in cache:
         cache[key] = switch_links() if end.container is None else node_links(pids[end.container])
-    return end.ifname in cache[key]
+    entry = cache[key].get(end.ifname)
+    if entry is None:
+        return False
+    return alias is None or end.container is None or entry.get("ifalias") == alias
 
 
 def remove_end(end: End, pids: dict[str, int]) -> None:
@@ -471,21 +563,44 @@ def describe(link: Link, topo: Topology) -> str:
 
 
 def replug(topo: Topology) -> int:
-    """Create the cables that are missing. Returns how many were created."""
+    """Make the cabling what the topology says: every cable in place (node ends named
+    by their alias), every other port uncabled. Returns how many cables and uncabled
+    ports were (re)created."""
     pids = {n.container: container_pid(n.container) for n in topo.nodes}
     if topo.switched:
         ensure_switch(topo)
+
+    def wrong(cache: dict) -> tuple[list[Link], list[Loose]]:
+        links = [l for l in topo.links
+                 if not all(end_present(e, pids, cache, l.alias) for e in (l.a, l.b))]
+        loose = [l for l in topo.loose if not end_present(l.end, pids, cache, LOOSE_ALIAS)]
+        return links, loose
+
+    # pass 1: unplug what is not where it should be (a moved cable, half a cable after a
+    # node restart, a loose port where a cable goes); deleting one end of a veth removes
+    # the other, so the state is read again before plugging
+    bad_links, bad_loose = wrong({})
+    for link in bad_links:
+        for e in (link.a, link.b):
+            remove_end(e, pids)
+    for l in bad_loose:
+        remove_end(l.end, pids)
     cache: dict = {}
+    bad_links, bad_loose = wrong(cache)
     created = 0
-    for link in topo.links:
-        present = [end_present(e, pids, cache) for e in (link.a, link.b)]
-        if all(present):
-            continue
-        for e, p in zip((link.a, link.b), present):
-            if p:   # half a cable: the other end's namespace was replaced
+    for link in bad_links:
+        for e in (link.a, link.b):
+            if end_present(e, pids, cache):
                 remove_end(e, pids)
         say(f"cable: plugging {describe(link, topo)}")
         plug(link, pids, topo.mtu)
+        created += 1
+    names = {n.container: n.name for n in topo.nodes}
+    for l in bad_loose:
+        if end_present(l.end, pids, cache):
+            remove_end(l.end, pids)
+        say(f"port: {names[l.end.container]}:{l.end.ifname} uncabled (no carrier)")
+        plug_loose(l, pids)
         created += 1
     return created
 
@@ -523,9 +638,11 @@ def cmd_up(args) -> int:
 
 
 def cmd_replug(args) -> int:
-    topo = plan_topology(load_inventory(args.inventory))
+    topo = plan_topology(load_inventory(args.inventory), moved=args.other_port or ())
+    for node in args.other_port or ():
+        say(f"{node}: cable in the other QSFP port")
     n = replug(topo)
-    say(f"{n} cable(s) plugged" if n else "all cables present: nothing changed")
+    say(f"{n} cable(s)/port(s) plugged" if n else "cabling as planned: nothing changed")
     return 0
 
 
@@ -568,6 +685,10 @@ def cmd_down(args) -> int:
         say(f"removing switch netns {SWITCH_NS}")
         run(["ip", "netns", "del", SWITCH_NS])
         did = True
+    if loose_ns_exists():
+        say(f"removing netns {LOOSE_NS} (peers of the uncabled ports)")
+        run(["ip", "netns", "del", LOOSE_NS])
+        did = True
     for l in json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]"):
         if VETH_RE.match(l["ifname"]):
             say(f"removing leftover veth {l['ifname']}")
@@ -587,7 +708,7 @@ def link_summary(links: dict[str, dict], ifname: str) -> str:
 
 def cmd_status(args) -> int:
     topo = plan_topology(load_inventory(args.inventory))
-    rows = [("NODE", "CONTAINER", "STATE", "SYSTEMD", "MGMT-IP", "RAILS")]
+    rows = [("NODE", "CONTAINER", "STATE", "SYSTEMD", "MGMT-IP", "QSFP PORTS (up = carrier)")]
     for n in topo.nodes:
         info = container_info(n.container)
         if info is None:
@@ -597,7 +718,7 @@ def cmd_status(args) -> int:
         ip = (info["NetworkSettings"]["Networks"].get(NETWORK) or {}).get("IPAddress") or "-"
         if running:
             links = node_links(int(info["State"]["Pid"]))
-            rails = " ".join(link_summary(links, r) for r in n.rails)
+            rails = " ".join(link_summary(links, r) for r in n.ports)
             sysd = system_state(n.container)
         else:
             rails, sysd = "-", "-"
@@ -624,7 +745,10 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", parents=[common, flav], help="start the lab (idempotent)")
     up.add_argument("--recreate", action="store_true",
                     help="replace node containers that run another image")
-    sub.add_parser("replug", parents=[common], help="re-create missing rail cables")
+    rp = sub.add_parser("replug", parents=[common],
+                        help="cable the lab as the inventory says (plug what is missing or moved)")
+    rp.add_argument("--other-port", action="append", metavar="NODE",
+                    help="move NODE's cable to its other QSFP port (np1 <-> np0, both twins); repeatable")
     rs = sub.add_parser("restart", parents=[common], help="reboot one node, then replug its cables")
     rs.add_argument("node")
     sub.add_parser("down", parents=[common], help="remove everything the lab created (idempotent)")

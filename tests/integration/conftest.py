@@ -118,3 +118,14 @@ def reapply_rail(container, interface):
     if lab_flavour(container) == "networkmanager":
         return docker_sh(container, f"nmcli connection up netplan-{interface}")
     return docker_sh(container, f"networkctl reconfigure {interface}")
+
+
+def rails_up(hosts):
+    """Every rail holds its address and a full-size don't-fragment ping crosses rail 0."""
+    for name, hv in hosts.items():
+        for rail in hv["spark_rails"]:
+            out = docker_sh(name, f"ip -4 -o addr show dev {rail['interface']}", check=False).stdout
+            if rail["address"] not in out:
+                return False
+    head_rail0 = hosts["spark-head"]["spark_rails"][0]["address"].split("/")[0]
+    return docker_sh("spark-worker", f"ping -c 1 -W 1 -M do -s 8972 {head_rail0}", check=False).returncode == 0

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import lab_vars, wait_for, write_record
+from conftest import docker_sh as sh, lab_vars, rails_up, wait_for, write_record
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ("spark-head", "spark-worker")
@@ -25,11 +25,6 @@ KEEP = [  # configuration and caches that no fault may lose or change
     "/etc/spark-cluster/compose.yml",
 ]
 RECORD = ROOT / "reports" / "faults-latest.json"
-
-
-def sh(container, script, check=True, timeout=120):
-    return subprocess.run(["docker", "exec", container, "sh", "-c", script],
-                          capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def snapshot(container):
@@ -46,16 +41,6 @@ def healthy(url):
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def rails_up(hosts):
-    for name, hv in hosts.items():
-        for rail in hv["spark_rails"]:
-            out = sh(name, f"ip -4 -o addr show dev {rail['interface']}", check=False).stdout
-            if rail["address"] not in out:
-                return False
-    head_rail0 = hosts["spark-head"]["spark_rails"][0]["address"].split("/")[0]
-    return sh("spark-worker", f"ping -c 1 -W 1 -M do -s 8972 {head_rail0}", check=False).returncode == 0
 
 
 def record(name, **data):

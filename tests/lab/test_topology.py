@@ -185,3 +185,53 @@ def test_cable_ends_are_created_in_their_namespace_under_their_final_name():
     pids = {"ca": 11, "cb": 22}
     assert lab.end_spec(link.a, pids) == ["enp1s0f1np1", "netns", "11"]
     assert lab.end_spec(link.b, pids) == ["enp1s0f1np1", "netns", "22"]
+
+
+# ---------------------------------------------------------------- four ports per node
+
+def test_every_node_carries_the_four_spark_ports():
+    topo = lab.plan_topology(lab.nodes_from_inventory(two_nodes()))
+    for container in ("spark-head", "spark-worker"):
+        cabled = [l.a.ifname for l in topo.links if l.a.container == container]
+        cabled += [l.b.ifname for l in topo.links if l.b.container == container]
+        loose = [l.end.ifname for l in topo.loose if l.end.container == container]
+        assert sorted(cabled) == sorted(RAILS)
+        assert sorted(loose) == sorted(["enp1s0f0np0", "enP2p1s0f0np0"])
+        assert sorted(cabled + loose) == sorted(lab.SPARK_PORTS)
+
+
+def test_other_port_names():
+    assert lab.other_port("enp1s0f1np1") == "enp1s0f0np0"
+    assert lab.other_port("enP2p1s0f0np0") == "enP2p1s0f1np1"
+    for bad in ("eth1", "enp1s0f1np0", "wlP9s9"):
+        with pytest.raises(lab.LabError, match="not a ConnectX-7 port name"):
+            lab.other_port(bad)
+
+
+def test_moved_cable_uses_the_other_port_of_that_node_only():
+    nodes = lab.nodes_from_inventory(two_nodes())
+    straight = lab.plan_topology(nodes)
+    moved = lab.plan_topology(nodes, moved=["spark-worker"])
+    assert [(l.a.ifname, l.b.ifname) for l in moved.links] == [
+        ("enp1s0f1np1", "enp1s0f0np0"), ("enP2p1s0f1np1", "enP2p1s0f0np0")]
+    loose = sorted(l.end.ifname for l in moved.loose if l.end.container == "spark-worker")
+    assert loose == ["enP2p1s0f1np1", "enp1s0f1np1"]
+    # the cable's alias names its ends, so replug sees that it moved
+    assert [l.alias for l in moved.links] != [l.alias for l in straight.links]
+    assert "spark-worker:enp1s0f0np0" in moved.links[0].alias
+    # names stay unique and short
+    names = [e.tmpname for e in all_ends(moved)] + [x for l in moved.loose for x in (l.end.tmpname, l.peer)]
+    assert len(set(names)) == len(names) and all(lab.VETH_RE.match(n) for n in names)
+
+
+def test_moving_an_unknown_node_is_refused():
+    with pytest.raises(lab.LabError, match="unknown node"):
+        lab.plan_topology(lab.nodes_from_inventory(two_nodes()), moved=["nope"])
+
+
+def test_switched_lab_has_loose_ports_too():
+    topo = lab.plan_topology(lab.nodes_from_inventory(three_nodes()))
+    w2 = sorted(l.end.ifname for l in topo.loose if l.end.container == "lab-w2")
+    assert w2 == sorted(lab.SPARK_PORTS)  # its rails are eth1/eth2: all four Spark ports uncabled
+    h = sorted(l.end.ifname for l in topo.loose if l.end.container == "lab-h")
+    assert h == ["enP2p1s0f0np0", "enp1s0f0np0"]
