@@ -63,8 +63,9 @@ def iperf(rails, processes=2, streams=2, seconds=5):
 
 
 def seed(size_gb, shards=8):
-    subprocess.run(["docker", "cp", str(ROOT / "tests" / "lab" / "hub_seed.py"), f"{HEAD}:/tmp/hub_seed.py"], check=True)
-    code = (f"import sys; sys.path[:0] = ['/tmp', '{LIB}']; import hub_seed as s; "
+    # /var/tmp: the node's /tmp is a tmpfs mounted over the image's, where docker cp writes
+    subprocess.run(["docker", "cp", str(ROOT / "tests" / "lab" / "hub_seed.py"), f"{HEAD}:/var/tmp/hub_seed.py"], check=True)
+    code = (f"import sys; sys.path[:0] = ['/var/tmp', '{LIB}']; import hub_seed as s; "
             f"print(s.seed_fake_repo('{HUB}', '{BENCH_REPO}', shards={shards}, shard_bytes={int(size_gb * 1e9 / shards)}))")
     sh(HEAD, f"python3 -c \"{code}\"")
     return int(sh(HEAD, f"du -sbL {HUB}/{BENCH_DIR}/blobs | cut -f1").split()[0])

@@ -94,6 +94,13 @@ pytestmark = pytest.mark.skipif(not os.environ.get("SPARK_DAY_TWO"),
                                 reason="day two takes ~8 min of lab: make lab-day-two (SPARK_DAY_TWO=1)")
 
 
+def in_runtime(script):
+    """A node-side script that reaches the runtime container through its main process
+    ($RUNTIME_PID: its stdout, its root): `docker exec` into the image's user fails in
+    the lab's nested containers (OCI setns, exit 126), and nothing in the project uses it."""
+    return "RUNTIME_PID=$(docker inspect -f '{{.State.Pid}}' spark-runtime) && " + script
+
+
 @pytest.fixture(scope="module", autouse=True)
 def serving_pair():
     assert wait_for(healthy, 180) is not None, "the pair is not serving before the day-two tests"
@@ -126,9 +133,9 @@ def test_diagnose_bundle_has_no_secret():
     key = lab_api_key()
     hf = "hf_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(34))
     plant = (f"echo 'planted: client key {key}; Authorization: Bearer {key}; HF_TOKEN={hf}; token {hf}' "
-             "> /proc/1/fd/1")
+             "> /proc/$RUNTIME_PID/fd/1")
     for node in NODES:  # into the runtime's log (docker logs and the unit's journal) and an env file
-        sh(node, f"docker exec spark-runtime sh -c \"{plant}\"")
+        sh(node, in_runtime(plant))
         sh(node, f"printf 'HF_TOKEN={hf}\\nVLLM_API_KEY={key}\\n' > /etc/spark-cluster/planted.env")
     try:
         time.sleep(2)  # the journal reads the compose output
@@ -181,7 +188,7 @@ def test_watchdog_detects_hung_generation_and_restarts_the_pair():
     try:
         worker_start = unit_started_at("spark-worker")
         t0 = time.time()
-        sh("spark-head", f"docker exec spark-runtime touch {HANG}")
+        sh("spark-head", in_runtime(f"touch /proc/$RUNTIME_PID/root{HANG}"))
         assert not chat_token(3), "generation should hang"
         assert healthy(), "/health stays 200 while generation hangs"
         stalled = wait_for(lambda: "stall:" in journal("spark-head", ["spark-watchdog"], t0), 60)
@@ -201,7 +208,7 @@ def test_watchdog_detects_hung_generation_and_restarts_the_pair():
         record("watchdog_hung_generation", stall_declared_after_s=stalled, serving_again_after_s=back,
                restart_took_s=float(took.group(1)) if took else None, interval_s=10, token_timeout_s=3)
     finally:
-        sh("spark-head", f"docker exec spark-runtime rm -f {HANG}", check=False)
+        sh("spark-head", in_runtime(f"rm -f /proc/$RUNTIME_PID/root{HANG}"), check=False)
         restore = play("playbooks/serving.yml", "--tags", "watchdog")
         assert restore.returncode == 0, restore.stdout[-2000:]
 
