@@ -28,7 +28,7 @@ from conftest import docker_sh as sh, http_get, lab_api_key, lab_vars, wait_for,
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ("spark-head", "spark-worker")
 RECORD = ROOT / "reports" / "day-two-latest.json"
-HANG = "/tmp/standin-hang-generation"
+HANG = "/var/cache/spark-jit/.standin-hang-generation"  # the JIT cache mount: same path on the node
 # What site.yml may touch that teardown must put back, compared file by file with the
 # lab node image (a fresh node) after a teardown
 SNAPSHOT = r"""
@@ -94,13 +94,6 @@ pytestmark = pytest.mark.skipif(not os.environ.get("SPARK_DAY_TWO"),
                                 reason="day two takes ~8 min of lab: make lab-day-two (SPARK_DAY_TWO=1)")
 
 
-def in_runtime(script):
-    """A node-side script that reaches the runtime container through its main process
-    ($RUNTIME_PID: its stdout, its root): `docker exec` into the image's user fails in
-    the lab's nested containers (OCI setns, exit 126), and nothing in the project uses it."""
-    return "RUNTIME_PID=$(docker inspect -f '{{.State.Pid}}' spark-runtime) && " + script
-
-
 @pytest.fixture(scope="module", autouse=True)
 def serving_pair():
     assert wait_for(healthy, 180) is not None, "the pair is not serving before the day-two tests"
@@ -132,10 +125,11 @@ def test_status_table():
 def test_diagnose_bundle_has_no_secret():
     key = lab_api_key()
     hf = "hf_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(34))
-    plant = (f"echo 'planted: client key {key}; Authorization: Bearer {key}; HF_TOKEN={hf}; token {hf}' "
-             "> /proc/$RUNTIME_PID/fd/1")
-    for node in NODES:  # into the runtime's log (docker logs and the unit's journal) and an env file
-        sh(node, in_runtime(plant))
+    # into the head's runtime log (docker logs and the unit's journal) as the client's
+    # request line (a URL carrying a key is what an access log leaks), and an env file
+    code, _ = http_get(f"{API}/health?planted={key}&HF_TOKEN={hf}", timeout=5)
+    assert code, "the head's API did not answer the planting request"
+    for node in NODES:
         sh(node, f"printf 'HF_TOKEN={hf}\\nVLLM_API_KEY={key}\\n' > /etc/spark-cluster/planted.env")
     try:
         time.sleep(2)  # the journal reads the compose output
@@ -160,9 +154,10 @@ def test_diagnose_bundle_has_no_secret():
                          "files/etc/spark-cluster/planted.env"):
                 assert name in members, f"{node}: {name} missing from the bundle"
             assert "files/etc/spark-cluster/api-key" not in members
-            # the planted lines reached the bundle, scrubbed
-            assert "planted: client key ***REDACTED***" in members["runtime-log-tail.txt"]
-            assert "planted: client key ***REDACTED***" in members["journal-serving.txt"]
+            # the planted request line reached the head's bundle, scrubbed
+            if node == "spark-head":
+                assert "planted=***REDACTED***" in members["runtime-log-tail.txt"], members["runtime-log-tail.txt"][-1500:]
+                assert "planted=***REDACTED***" in members["journal-serving.txt"]
             assert "HF_TOKEN=***REDACTED***" in members["files/etc/spark-cluster/planted.env"]
             assert "enp1s0f1np1" in members["ip-d-addr.txt"]
         record("diagnose", bundle=str(bundle_dir.relative_to(ROOT)), files_per_node=len(members))
@@ -188,7 +183,7 @@ def test_watchdog_detects_hung_generation_and_restarts_the_pair():
     try:
         worker_start = unit_started_at("spark-worker")
         t0 = time.time()
-        sh("spark-head", in_runtime(f"touch /proc/$RUNTIME_PID/root{HANG}"))
+        sh("spark-head", f"touch {HANG}")
         assert not chat_token(3), "generation should hang"
         assert healthy(), "/health stays 200 while generation hangs"
         stalled = wait_for(lambda: "stall:" in journal("spark-head", ["spark-watchdog"], t0), 60)
@@ -208,7 +203,7 @@ def test_watchdog_detects_hung_generation_and_restarts_the_pair():
         record("watchdog_hung_generation", stall_declared_after_s=stalled, serving_again_after_s=back,
                restart_took_s=float(took.group(1)) if took else None, interval_s=10, token_timeout_s=3)
     finally:
-        sh("spark-head", in_runtime(f"rm -f /proc/$RUNTIME_PID/root{HANG}"), check=False)
+        sh("spark-head", f"rm -f {HANG}", check=False)
         restore = play("playbooks/serving.yml", "--tags", "watchdog")
         assert restore.returncode == 0, restore.stdout[-2000:]
 
@@ -265,6 +260,7 @@ def test_teardown_restores_the_nodes_and_site_serves_again():
     pristine = subprocess.run(["docker", "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", SNAPSHOT],
                               capture_output=True, text=True, check=True).stdout
     model = sh("spark-head", "find /var/lib/spark-hf/hub -type f | sort | xargs sha256sum").stdout
+    runtime_image = sh("spark-head", "docker inspect -f '{{.Config.Image}}' spark-runtime").stdout.strip()
     t0 = time.monotonic()
     run = play("teardown.yml")
     assert run.returncode == 0, run.stdout[-3000:]
@@ -276,8 +272,8 @@ def test_teardown_restores_the_nodes_and_site_serves_again():
         assert "spark_cluster" not in sh(node, "nft list tables").stdout
         addresses = sh(node, "ip -4 -o addr show").stdout
         assert not [r for r in HOSTS[node]["spark_rails"] if r["address"] in addresses]
-        assert sh(node, "docker image inspect spark-standin-runtime:lab", check=False).returncode == 0, \
-            "the image is kept by default"
+        assert sh(node, f"docker image inspect {runtime_image}", check=False).returncode == 0, \
+            f"the image {runtime_image} is kept by default"
     assert sh("spark-head", "find /var/lib/spark-hf/hub -type f | sort | xargs sha256sum").stdout == model, \
         "the model is kept by default"
     # a cluster that is not provisioned: restart.yml refuses, and changes nothing

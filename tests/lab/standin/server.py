@@ -54,7 +54,8 @@ accepts A of them (A = 1 with thinking on, 2 with thinking off), so a completion
 tokens takes ceil(N / (A + 1)) drafts.
 
 Fault switch (the stall watchdog's lab test): while the file ``STANDIN_HANG_FILE``
-(default ``/tmp/standin-hang-generation`` inside the container) exists, generation
+(default ``/var/cache/spark-jit/.standin-hang-generation``: the JIT cache mount, the
+same path on the node, so a test flips it without ``docker exec``) exists, generation
 hangs before its first token, as a TP pair does in an NCCL collective timeout, while
 ``/health`` keeps answering 200. ``vllm:num_requests_running`` counts the requests in
 flight (hung ones included), like vLLM's gauge. A restart (new container) clears it.
@@ -297,7 +298,7 @@ class Api:
         self.metrics = Metrics()
         self.counter = 0
         self.lock = threading.Lock()
-        self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/tmp/standin-hang-generation")
+        self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/var/cache/spark-jit/.standin-hang-generation")
         self.engine_dead = None  # why the engine is dead (a peer went away), or None
 
     def hang_while_switched(self):
