@@ -109,8 +109,9 @@ CASES = [
 # What preflight must leave as it found it on each node (after converge). The ruleset is
 # read stateless (-s): rule counters move with any traffic (Prometheus scrapes every few seconds).
 # Timer-driven oneshot services (the head's spark-watchdog.service, spark-node-check.service)
-# go activating/inactive on their own every interval: their state is not compared (their
-# timers and unit files are).
+# go activating/inactive on their own every interval, and their timers running/waiting:
+# the services' run state and the timers' sub-state are not compared (their unit files,
+# load and active states are).
 STATE_SCRIPT = r"""
 sha256sum /etc/netplan/40-cx7.yaml /etc/hosts 2>&1
 find /etc/spark-cluster -exec stat -c '%n %a %U:%G %s' {} + 2>&1 | sort
@@ -119,6 +120,7 @@ nft -s list ruleset 2>&1 | sha256sum
 systemctl list-unit-files --no-legend 'spark*' 2>&1 | sort
 systemctl list-units --all --no-legend --plain 'spark*' 2>&1 | awk '{print $1}' | sort | while read -r u; do
   if [ "$(systemctl show -p Type --value "$u")" = oneshot ]; then echo "$u $(systemctl show -p LoadState --value "$u") oneshot";
+  elif [ "${u%.timer}" != "$u" ]; then echo "$u $(systemctl show -p LoadState -p ActiveState --value "$u" | tr '\n' ' ')";
   else echo "$u $(systemctl show -p LoadState -p ActiveState -p SubState --value "$u" | tr '\n' ' ')"; fi
 done
 ip -4 -o addr show | awk '{print $2, $4}' | sort
