@@ -23,8 +23,9 @@ exits 1, so the unit shows failed).
 
 **Coordinated restart**, the order of ``site.yml`` (``roles/serving/tasks/start.yml``):
 the head's unit stopped; each worker's unit restarted and seen waiting for the master;
-the head's unit started and its ``/health`` awaited (``health_timeout_s``); the time to
-serving again logged. Nodes cannot SSH to each other, so the head asks each worker's
+the head's unit started, its ``/health`` awaited (``health_timeout_s``) and one probe
+completion must yield a token (``/health`` answered during the hang too); the time to
+serving again logged, or that the pair is still not serving (the next check decides). Nodes cannot SSH to each other, so the head asks each worker's
 **agent**: a small service on the worker, bound to its rail-0 address
 (``agent_port``, allowed by the cluster firewall from the rails only), that accepts
 requests only from the head's rail addresses, signed with HMAC-SHA256 under a shared
@@ -385,6 +386,15 @@ def restart_pair(cfg, system, reason):
     total = system.now() - t0
     if waited is None:
         system.log(f"head: /health not 200 after {cfg['health_timeout_s']} s: see journalctl -u {unit}")
+        return False, total
+    # /health answered before the hang too: serving again means a token, as the check asks
+    base = cfg["api_base_url"].rstrip("/")
+    seconds, detail = system.probe(base + "/v1/chat/completions", read_key(cfg.get("api_key_path")),
+                                   cfg["model"], cfg["token_timeout_s"])
+    total = system.now() - t0
+    if seconds is None and not detail.startswith("HTTP 4"):
+        system.log(f"head: /health 200 but the probe completion got {detail} after the restart: "
+                   f"not serving; the next check decides again (journalctl -u {unit} on every node)")
         return False, total
     system.log(f"serving again {total:.1f} s after the stall was declared ({reason})")
     return True, total

@@ -38,6 +38,7 @@ class FakeSystem:
         self.health = list(health)
         self.metrics = metrics
         self.probe_result = probe
+        self.probe_after_start = (0.2, "token")
         self.worker_ok = worker_ok
         self.calls = []
         self.lines = []
@@ -55,6 +56,7 @@ class FakeSystem:
         self.calls.append(("run",) + argv)
         if argv[:2] == ("systemctl", "start"):
             self.health = [200]
+            self.probe_result = self.probe_after_start
         return 0, ""
 
     def unit_state(self, unit):
@@ -181,6 +183,19 @@ def test_stall_restarts_workers_first_then_head(tmp_path):
     assert any("serving again" in line for line in system.lines)
 
 
+def test_restart_without_a_token_is_not_serving_again(tmp_path):
+    """/health 200 after the restart is not enough: the hang answered /health too."""
+    system = FakeSystem(probe=(None, "no token within 60 s"))
+    system.probe_after_start = (None, "no token within 60 s")
+    assert wd.run_check(head_cfg(tmp_path), system) == 1
+    assert len([c for c in system.calls if c[0] == "probe"]) == 2  # the check's, then the restart's
+    assert not any("serving again" in line for line in system.lines)
+    assert any("/health 200 but the probe completion got no token" in line and "not serving" in line
+               for line in system.lines)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert not state["last_restart"]["ok"]
+
+
 def test_head_stays_stopped_when_a_worker_fails(tmp_path):
     system = FakeSystem(probe=(None, "no token"), worker_ok=False)
     assert wd.run_check(head_cfg(tmp_path), system) == 1
@@ -192,7 +207,7 @@ def test_restart_budget_per_hour(tmp_path):
     cfg = head_cfg(tmp_path, max_restarts_per_hour=1)
     system = FakeSystem(probe=(None, "no token"))
     assert wd.run_check(cfg, system) == 0
-    system.health = [200]
+    system.health, system.probe_result = [200], (None, "no token")  # hangs again
     system.t += 600
     assert wd.run_check(cfg, system) == 1
     assert "leaving it to a person" in system.lines[-1]

@@ -58,7 +58,8 @@ Fault switch (the stall watchdog's lab test): while the file ``STANDIN_HANG_FILE
 same path on the node, so a test flips it without ``docker exec``) exists, generation
 hangs before its first token, as a TP pair does in an NCCL collective timeout, while
 ``/health`` keeps answering 200. ``vllm:num_requests_running`` counts the requests in
-flight (hung ones included), like vLLM's gauge. A restart (new container) clears it.
+flight (hung ones included), like vLLM's gauge. A start removes the file: a restart
+clears the hang, as it does a real one.
 
 ``STANDIN_NULL_CONTENT_BUG=1`` mimics the DSpark build's thinking-off bug: content is
 null and the answer comes back in the reasoning field.
@@ -300,6 +301,18 @@ class Api:
         self.lock = threading.Lock()
         self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/var/cache/spark-jit/.standin-hang-generation")
         self.engine_dead = None  # why the engine is dead (a peer went away), or None
+        self.clear_hang_switch()
+
+    def clear_hang_switch(self):
+        """A hung collective is a property of the running processes: a restart clears it.
+        The switch lives on a mount that outlives the container, so a new process removes it."""
+        try:
+            os.unlink(self.hang_file)
+            log(f"fault switch {self.hang_file} cleared at start (a hang does not survive a restart)")
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            log(f"fault switch {self.hang_file}: cannot clear it at start ({err})")
 
     def hang_while_switched(self):
         """The fault switch: block while the hang file exists (see the module doc)."""
