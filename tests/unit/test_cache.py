@@ -219,7 +219,7 @@ def test_rendered_export_template_passes_the_check():
     text = jinja2.Template(template).render(
         ansible_managed="managed",
         hf_cache_hub_dir="/var/lib/spark-hf/hub",
-        hf_cache_worker_rail0s=["192.168.100.11", "192.168.100.12"],
+        __hf_cache_worker_rail0s=["192.168.100.11", "192.168.100.12"],
         hf_cache_nfs_export_options=yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())["hf_cache_nfs_export_options"],
     )
     assert sc.check_exports(text) == []
