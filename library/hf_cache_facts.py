@@ -71,11 +71,6 @@ options:
     description: Size of the model in GB (10^9 bytes); 0 skips the disk check.
     type: float
     default: 0
-  mismatch:
-    description: What the JIT alignment does with a node whose cache differs from the head's.
-    type: str
-    default: copy
-    choices: [copy, clear]
   fail_on_problems:
     description: Fail, listing every problem, when the checks find any.
     type: bool
@@ -174,7 +169,6 @@ def main():
             token_required=dict(type="bool", default=False),
             token_present=dict(type="bool", default=False),
             model_size_gb=dict(type="float", default=0),
-            mismatch=dict(type="str", default="copy", choices=["copy", "clear"]),
             fail_on_problems=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -203,7 +197,6 @@ def main():
         bytes_present=snapshot["bytes_present"],
         free=free,
         mounts_text=mounts,
-        mismatch=p["mismatch"],
     )
     result = dict(
         changed=False,

@@ -83,7 +83,7 @@ options:
 EXAMPLES = r"""
 - name: Write the link report
   link_report:
-    pairs: "{{ link_validation_pairs }}"
+    pairs: "{{ __link_validation_pairs }}"
     probes:
       ping: "{{ link_validation_ping }}"
       tcp_single: "{{ link_validation_tcp_single }}"

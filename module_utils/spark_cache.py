@@ -40,16 +40,6 @@ MODES = ("nfs", "rsync")
 MISMATCH_POLICIES = ("copy", "clear")
 KEY_FILE = ".spark-cache-key"
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "glusterfs", "ceph", "9p", "afs")
-# The seven JIT/autotune variables and their directory below the JIT root
-JIT_SUBDIRS = {
-    "VLLM_CACHE_ROOT": "vllm",
-    "DG_JIT_CACHE_DIR": "deep_gemm",
-    "TILELANG_CACHE_DIR": "tilelang",
-    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
-    "TRITON_CACHE_DIR": "triton",
-    "TORCH_EXTENSIONS_DIR": "torch_extensions",
-    "FLASHINFER_WORKSPACE_BASE": "flashinfer",
-}
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 GB = 1000**3
@@ -278,7 +268,6 @@ def validate(
     bytes_present=0,
     free=None,
     mounts_text="",
-    mismatch="copy",
 ):
     """Every problem with this node's cache settings, each naming the variable.
 
@@ -289,8 +278,6 @@ def validate(
     problems = []
     if mode not in MODES:
         problems.append(f"hf_cache_mode: {mode!r} is not one of {', '.join(MODES)}")
-    if mismatch not in MISMATCH_POLICIES:
-        problems.append(f"hf_cache_jit_mismatch: {mismatch!r} is not one of {', '.join(MISMATCH_POLICIES)}")
     shares = [hub_dir]
     if mode == "nfs" and nfs_mount_point:
         shares.append(nfs_mount_point)
@@ -413,7 +400,7 @@ def plan(node, head, policy="copy", runtime_image_id=""):
     caller does it): a tuned cache present on one rank only deadlocks the launch.
     """
     if policy not in MISMATCH_POLICIES:
-        raise CacheError(f"hf_cache_jit_mismatch: {policy!r} is not one of {', '.join(MISMATCH_POLICIES)}")
+        raise CacheError(f"jit_cache_mismatch: {policy!r} is not one of {', '.join(MISMATCH_POLICIES)}")
     if same_cache(node, head):
         what = "empty on both" if head["files"] == 0 else f"{head['files']} files, image {short(head.get('image_id'))}"
         return {"action": "none", "message": f"JIT cache matches the head's ({what})"}

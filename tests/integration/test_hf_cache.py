@@ -2,8 +2,8 @@
 on the head, copied to the worker over QSFP rail 0 (byte counters prove the rail, not the
 management network), verified, a second pull copies nothing, a truncated or corrupted
 blob on a worker is detected and fetched again; the rsync daemon is on rail 0
-only; node-local JIT caches; nfs mode renders valid files without starting anything; bad
-input fails before any copy.
+only; node-local JIT caches (their alignment across starts: test_jit_cache.py); nfs mode
+renders valid files without starting anything; bad input fails before any copy.
 
 Set HF_CACHE_RATE_MB=500 to measure the fan-out rate with a 500 MB fake shard set."""
 
@@ -16,20 +16,14 @@ import sys
 import time
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HUB = "/var/lib/spark-hf/hub"
 JIT = "/var/cache/spark-jit"
 REPO_DIR = "models--deepseek-ai--DeepSeek-V4-Flash-DSpark"
-JIT_VARS = {
-    "VLLM_CACHE_ROOT": "vllm",
-    "DG_JIT_CACHE_DIR": "deep_gemm",
-    "TILELANG_CACHE_DIR": "tilelang",
-    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
-    "TRITON_CACHE_DIR": "triton",
-    "TORCH_EXTENSIONS_DIR": "torch_extensions",
-    "FLASHINFER_WORKSPACE_BASE": "flashinfer",
-}
+# The JIT table (pinned literally by tests/unit/test_jit_cache.py)
+JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["spark_jit_subdirs"]
 
 
 def sh(container, script, check=True):
@@ -264,78 +258,3 @@ def test_bad_input_fails_before_any_copy(lab, extra, message):
     assert message in " ".join(out.split()), out[-3000:]
     assert "PLAY [Hugging Face cache - download once" not in out
     assert worker_hub_state(lab) == before
-
-
-# ------------------------------------------------------------------ JIT caches: publish and align
-
-
-JIT_PLAY = """---
-- name: JIT step
-  hosts: spark
-  gather_facts: false
-  tasks:
-    - name: Step
-      ansible.builtin.include_role:
-        name: hf_cache
-        tasks_from: "{{ step }}"
-"""
-
-
-def jit_step(tmp_path, step, *extra):
-    play = tmp_path / "jit.yml"
-    play.write_text(JIT_PLAY)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    exe = pathlib.Path(sys.executable).with_name("ansible-playbook")
-    run = subprocess.run(
-        [str(exe), "-i", str(ROOT / "inventory" / "lab"), str(play), "-e", f"step={step}", "-e", "runtime_image_id=sha256:feedbeef", *extra],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
-    return run.stdout
-
-
-def jit_files(container):
-    return sh(container, f"cd {JIT} && find . -type f ! -name .spark-cache-key -printf '%p %s %T@\\n' | sort").stdout
-
-
-def test_jit_publish_then_align_keep_nodes_identical_or_empty(lab, tmp_path):
-    head = lab["head"]
-    for node in [head] + [w for w, _ in lab["workers"]]:
-        sh(node, f"find {JIT} -mindepth 2 -delete; rm -f {JIT}/.spark-cache-key")
-    sh(head, f"mkdir -p {JIT}/triton/ab && head -c 200000 /dev/urandom > {JIT}/triton/ab/k.cubin && echo '{{}}' > {JIT}/flashinfer/tune.json")
-    try:
-        out = jit_step(tmp_path, "jit_publish")
-        for worker, _ in lab["workers"]:
-            assert jit_files(worker) == jit_files(head)
-            key = json.loads(sh(worker, f"cat {JIT}/.spark-cache-key").stdout)
-            assert key["image_id"] == "sha256:feedbeef" and key["files"] == 2
-        out = jit_step(tmp_path, "jit_publish")
-        assert "changed=0" in out and "changed=1" not in out  # a second publish copies nothing
-        for worker, _ in lab["workers"]:
-            sh(worker, f"echo stray > {JIT}/vllm/worker-only")
-        out = jit_step(tmp_path, "jit_align")
-        assert "copying the head's caches (action: copy)" in out
-        for worker, _ in lab["workers"]:
-            assert jit_files(worker) == jit_files(head)
-            sh(worker, f"echo stray > {JIT}/vllm/worker-only")
-        out = jit_step(tmp_path, "jit_align", "-e", "hf_cache_jit_mismatch=clear")
-        assert "clearing it on every node (action: clear)" in out
-        for node in [head] + [w for w, _ in lab["workers"]]:
-            assert jit_files(node) == ""
-            assert sh(node, f"ls {JIT}/triton").stdout == ""  # the seven dirs stay, empty
-        out = jit_step(tmp_path, "jit_align")
-        assert "matches the head's (empty on both)" in out
-    finally:
-        for node in [head] + [w for w, _ in lab["workers"]]:
-            sh(node, f"find {JIT} -mindepth 2 -delete; rm -f {JIT}/.spark-cache-key")
-
-
-def test_jit_steps_skip_without_an_image(lab, tmp_path):
-    play = tmp_path / "jit.yml"
-    play.write_text(JIT_PLAY)
-    exe = pathlib.Path(sys.executable).with_name("ansible-playbook")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    run = subprocess.run([str(exe), "-i", str(ROOT / "inventory" / "lab"), str(play), "-e", "step=jit_align", "-e", "serving_image=spark-lab/none:0"],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "JIT cache alignment skipped: no runtime image ID (runtime_image_id is not set and the image spark-lab/none:0 is not on the head)" in run.stdout

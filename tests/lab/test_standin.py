@@ -258,7 +258,7 @@ def render_build_env(**values):
     build_vars.update(BUILD_WORKER="0")  # runtime_image_head_only_switch
     return env.get_template("recipe-build.env.j2").render(
         ansible_managed="managed", inventory_hostname="spark-head",
-        runtime_image_build_command="./build-dspark-vllm-runtime.sh", runtime_image_build_vars=build_vars)
+        runtime_image_build_command="./build-dspark-vllm-runtime.sh", __runtime_image_build_vars=build_vars)
 
 
 def test_the_roles_rendered_variables_build_head_only_at_the_pinned_fork_and_base(tmp_path):

@@ -1,5 +1,6 @@
 """module_utils/spark_cache.py and the hf_cache_* modules' logic: snapshot completeness and
-verification, settings checks, JIT cache keys and plans, the NFS export check."""
+verification, settings checks, the NFS export check (the JIT cache keys and plans:
+test_jit_cache.py)."""
 
 import json
 import os
@@ -145,88 +146,13 @@ def test_free_disk_counts_what_is_already_there():
     assert sc.validate(**base(mode="nfs", model_size_gb=168, free=0)) == []
 
 
-def test_unknown_mode_and_policy():
-    problems = sc.validate(**base(mode="smb", mismatch="merge"))
-    assert any("hf_cache_mode" in p for p in problems) and any("hf_cache_jit_mismatch" in p for p in problems)
+def test_unknown_mode():
+    problems = sc.validate(**base(mode="smb"))
+    assert any("hf_cache_mode" in p for p in problems)
 
 
 def test_free_bytes_of_a_missing_dir_uses_its_existing_parent(tmp_path):
     assert sc.free_bytes(str(tmp_path / "a" / "b")) == sc.free_bytes(str(tmp_path))
-
-
-# ------------------------------------------------------------------ JIT keys and plans
-
-
-def fill(jit, files):
-    for rel, data in files.items():
-        path = jit / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        os.utime(path, (1_700_000_000, 1_700_000_000))
-
-
-def test_key_ignores_the_key_file_and_follows_content(tmp_path):
-    jit = tmp_path / "jit"
-    fill(jit, {"triton/a.bin": b"123", "vllm/b": b"4"})
-    key = sc.compute_key(str(jit), "sha256:img")
-    assert key["files"] == 2 and key["bytes"] == 4
-    assert sc.write_key(str(jit), key) is True
-    assert sc.write_key(str(jit), key) is False
-    assert sc.compute_key(str(jit), "sha256:img") == key
-    assert sc.read_key(str(jit)) == key
-    fill(jit, {"triton/c.bin": b"5"})
-    assert sc.compute_key(str(jit), "sha256:img")["listing_sha256"] != key["listing_sha256"]
-    assert sc.node_state(str(jit))["in_sync_with_key_file"] is False
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
-def test_key_file_belongs_to_the_jit_dirs_owner(tmp_path):
-    """The runtime uid owns the JIT caches: the key file too, written or found root-owned."""
-    jit = tmp_path / "jit"
-    fill(jit, {"vllm/b": b"4"})
-    os.chown(jit, 1000, 1000)
-    key = sc.compute_key(str(jit), "sha256:img")
-    assert sc.write_key(str(jit), key) is True
-    st = (jit / sc.KEY_FILE).stat()
-    assert (st.st_uid, st.st_gid) == (1000, 1000)
-    assert sc.write_key(str(jit), key) is False
-    os.chown(jit / sc.KEY_FILE, 0, 0)
-    assert sc.write_key(str(jit), key) is True
-    assert (jit / sc.KEY_FILE).stat().st_uid == 1000
-
-
-def state(files=0, listing="a" * 64, image="sha256:img"):
-    return {"files": files, "listing_sha256": listing, "image_id": image, "bytes": files}
-
-
-def test_plan_none_when_identical_or_both_empty():
-    assert sc.plan(state(3), state(3))["action"] == "none"
-    assert sc.plan(state(0, "x", ""), state(0, "y", "sha256:other"))["action"] == "none"
-
-
-def test_plan_copy_or_clear_on_mismatch():
-    head = state(5, "b" * 64)
-    copy = sc.plan(state(3), head, "copy")
-    assert copy["action"] == "copy" and "copying" in copy["message"]
-    clear = sc.plan(state(3), head, "clear")
-    assert clear["action"] == "clear" and "every node" in clear["message"]
-    # one-rank hit: the worker empty, the head tuned
-    assert sc.plan(state(0), head, "copy")["action"] == "copy"
-    # same files, another image: not the same cache
-    assert sc.plan(state(5, "b" * 64, "sha256:old"), head, "copy")["action"] == "copy"
-    stale = sc.plan(state(1), state(5, "b" * 64, "sha256:old"), "copy", runtime_image_id="sha256:new")
-    assert "came from image old" in stale["message"]
-    with pytest.raises(sc.CacheError):
-        sc.plan(state(1), head, "merge")
-
-
-def test_clear_keeps_the_named_dirs_empty(tmp_path):
-    jit = tmp_path / "jit"
-    fill(jit, {"triton/a": b"1", "vllm/x/y": b"2", "stray": b"3"})
-    assert sc.clear_dir(str(jit), keep={"triton", "vllm"}) is True
-    assert sorted(os.listdir(jit)) == ["triton", "vllm"]
-    assert os.listdir(jit / "triton") == [] and os.listdir(jit / "vllm") == []
-    assert sc.clear_dir(str(jit), keep={"triton", "vllm"}) is False
 
 
 # ------------------------------------------------------------------ systemd and NFS
@@ -293,22 +219,17 @@ def test_rendered_export_template_passes_the_check():
     text = jinja2.Template(template).render(
         ansible_managed="managed",
         hf_cache_hub_dir="/var/lib/spark-hf/hub",
-        hf_cache_worker_rail0s=["192.168.100.11", "192.168.100.12"],
+        __hf_cache_worker_rail0s=["192.168.100.11", "192.168.100.12"],
         hf_cache_nfs_export_options=yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())["hf_cache_nfs_export_options"],
     )
     assert sc.check_exports(text) == []
     assert "192.168.100.11(ro,root_squash" in text and "192.168.100.12(ro" in text
 
 
-# ------------------------------------------------------------------ one list of JIT variables
+# ------------------------------------------------------------------ role defaults
 
 
-def test_jit_variables_agree_across_role_runtime_env_and_module_utils():
-    role_vars = yaml.safe_load((ROOT / "roles/hf_cache/vars/main.yml").read_text())["hf_cache_jit_subdirs"]
-    assert role_vars == sc.JIT_SUBDIRS
-    settings = yaml.safe_load((ROOT / "roles/runtime_env/defaults/main.yml").read_text())["runtime_env_settings"]
-    for var, sub in sc.JIT_SUBDIRS.items():
-        assert settings[var] == f"/var/cache/spark-jit/{sub}"
+def test_hf_cache_defaults_hold_no_lab_switch():
     assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["hf_cache_jit_dir"] == "/var/cache/spark-jit"
     defaults = yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())
     assert "hf_cache_lab_seed" not in defaults and defaults["hf_cache_nfs_start"] is True

@@ -126,3 +126,20 @@ def test_module_refuses_bad_input(capsys, args, message):
 
 def test_ipv6_rail_addresses_are_bracketed():
     assert sm.node_targets({"a": "fd00::10/64"}, 9100) == [{"target": "[fd00::10]:9100", "node": "a"}]
+
+
+def test_the_output_name_has_one_owner():
+    """spark_nodecheck.py names its output; roles/monitoring asks it (filter), never spells it."""
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    path = root / "roles/monitoring/filter_plugins/spark_nodecheck.py"
+    spec = importlib.util.spec_from_file_location("monitoring_filter_spark_nodecheck", path)
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    output = plugin.FilterModule().filters()["spark_node_check_output"]
+    assert output("/var/lib/prometheus/node-exporter") == f"/var/lib/prometheus/node-exporter/{nc.OUTPUT_NAME}"
+    for f in sorted((root / "roles").rglob("*")):  # what acts (meta/ describes, in words)
+        if f.is_file() and f.suffix in (".yml", ".j2") and "meta" not in f.parts:
+            assert nc.OUTPUT_NAME not in f.read_text(), f"{f.relative_to(root)} spells {nc.OUTPUT_NAME}: use spark_node_check_output"

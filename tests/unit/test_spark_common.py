@@ -76,8 +76,10 @@ def test_spark_rails_is_declared_in_one_argument_spec():
 def test_renamed_settings_are_defined_nowhere_else():
     renamed = yaml.safe_load((COMMON / "vars/main.yml").read_text())["__spark_common_renamed"]
     d = common_defaults()
+    # a shared setting (roles/spark_common), or the setting of a role split out (jit_cache_*)
+    split_out = yaml.safe_load((ROLES / "jit_cache/defaults/main.yml").read_text())
     for old, new in renamed.items():
-        assert new in d, (old, new)
+        assert new in d or new in split_out, (old, new)
     for f in role_files(kinds=("defaults", "vars")):
         for key in yaml.safe_load(f.read_text()) or {}:
             assert key not in renamed, f"{f.relative_to(ROOT)} defines {key}, replaced by {renamed[key]}"
@@ -85,3 +87,31 @@ def test_renamed_settings_are_defined_nowhere_else():
         text = inv.read_text()
         for old in renamed:
             assert not re.search(rf"^\s*{old}:", text, re.M), f"{inv.relative_to(ROOT)} sets {old}"
+
+
+# Roles whose computed names follow the convention (docs/design.md, "Internal names"), and
+# the names they compute for other roles (facts) or that the node-side file lists share
+MARKED_ROLES = ("hf_cache", "jit_cache", "runtime_env", "runtime_image", "qsfp_link", "link_validation",
+                "preflight", "spark_common")
+PUBLIC_COMPUTED = {"runtime_image_id", "runtime_image_contract", "runtime_image_exports", "cacheable"}
+
+
+def _set_facts(tasks):
+    for task in tasks or []:
+        if not isinstance(task, dict):
+            continue
+        yield from (task.get("ansible.builtin.set_fact") or {})
+        for key in ("block", "rescue", "always"):
+            yield from _set_facts(task.get(key))
+
+
+def test_internal_names_are_marked_internal():
+    for name in MARKED_ROLES:
+        role = ROLES / name
+        computed = [k for k in yaml.safe_load((role / "vars/main.yml").read_text()) or {}] if (role / "vars/main.yml").is_file() else []
+        for f in sorted((role / "tasks").glob("*.yml")):
+            computed += list(_set_facts(yaml.safe_load(f.read_text())))
+        for var in computed:
+            if var in PUBLIC_COMPUTED or var.endswith("_lib_files") or (name == "spark_common" and var.startswith("spark_")):
+                continue
+            assert var.startswith(f"__{name}_"), f"roles/{name}: {var} is computed by the role: name it __{name}_..."
