@@ -63,6 +63,15 @@ options:
       group:
         description: Group name (left as is when omitted).
         type: str
+      validate:
+        description:
+          - A command that checks the new content before it replaces O(files[].dest), with
+            V(%s) where the temporary file's path goes (e.g. V(nft -c -f %s)), as
+            M(ansible.builtin.copy)'s O(ansible.builtin.copy#module:validate).
+          - Runs only when the content differs, and not in check mode. A refusal fails the
+            module with the command's output and leaves the file as it was; the files
+            before it in O(files) are already written, the ones after it are not.
+        type: str
   absent:
     description: Paths to remove (files, links or directory trees).
     type: list
@@ -89,6 +98,22 @@ EXAMPLES = r"""
         group: root
     absent:
       - /etc/exports.d/spark-hf.exports
+
+- name: A ruleset checked with nft -c before it replaces the old one, and its unit
+  spark_node_files:
+    files:
+      - dest: /etc/spark-cluster/nftables.conf
+        content: "{{ ruleset }}"
+        mode: "0600"
+        validate: nft -c -f %s
+      - dest: /etc/systemd/system/spark-firewall.service
+        content: "{{ lookup('ansible.builtin.template', 'spark-firewall.service.j2') }}"
+  register: files
+
+- name: Restart the unit when one of its files changed
+  ansible.builtin.systemd_service:
+    name: spark-firewall.service
+    state: "{{ 'restarted' if files.changed_paths | length > 0 else 'started' }}"
 """
 
 RETURN = r"""
@@ -99,6 +124,9 @@ changed_paths:
   elements: str
   sample: [/usr/local/lib/spark-cluster/spark_env.py]
 """
+
+import shlex
+
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.spark_filestate import FilesError, apply
@@ -120,15 +148,23 @@ def main():
             files=dict(
                 type="list", elements="dict", default=[],
                 options=dict(dest=dict(type="path", required=True), content=dict(type="str", required=True, no_log=False),
-                             **dict(_ATTRS, mode=dict(type="str", default="0644"))),
+                             validate=dict(type="str"), **dict(_ATTRS, mode=dict(type="str", default="0644"))),
             ),
             absent=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
+
+    def validator(command, tmp):
+        if "%s" not in command:
+            raise FilesError(f"validate {command!r} has no %s where the file to check goes: write it like 'nft -c -f %s'")
+        rc, out, err = module.run_command(shlex.split(command.replace("%s", shlex.quote(tmp))))
+        if rc != 0:
+            raise FilesError(f"{command!r} refused the new content (rc {rc}): {(err or out).strip()}; the file was left as it was")
+
     try:
-        changed = apply(p["directories"], p["files"], p["absent"], check=module.check_mode)
+        changed = apply(p["directories"], p["files"], p["absent"], check=module.check_mode, validator=validator)
     except (FilesError, OSError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(changed), changed_paths=changed)

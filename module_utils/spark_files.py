@@ -41,7 +41,7 @@ def listdir(path):
         return []
 
 
-def write_atomic(path, data, mode=None, default_mode=0o600, keep_owner=True):
+def write_atomic(path, data, mode=None, default_mode=0o600, keep_owner=True, validate=None):
     """Replace ``path`` with ``data`` (str or bytes) atomically: a temporary file in the
     same directory, flushed to disk, renamed over it. Readers see the old or the new
     file, never a part of one.
@@ -49,7 +49,9 @@ def write_atomic(path, data, mode=None, default_mode=0o600, keep_owner=True):
     ``mode``: the new file's mode; None keeps the old file's mode, or ``default_mode``
     when there is none. The temporary file never has wider permissions than the final
     one. ``keep_owner``: an existing file's owner and group are kept (the caller runs
-    as root, e.g. a systemd unit rewriting a root-owned or runtime-user file)."""
+    as root, e.g. a systemd unit rewriting a root-owned or runtime-user file).
+    ``validate``: called with the temporary file's path before the rename; an exception
+    it raises leaves ``path`` as it was (a ruleset checked with ``nft -c`` first)."""
     try:
         st = os.stat(path)
         old_mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
@@ -68,6 +70,8 @@ def write_atomic(path, data, mode=None, default_mode=0o600, keep_owner=True):
         os.chmod(tmp, mode)
         if keep_owner and uid is not None and (uid, gid) != (os.getuid(), os.getgid()):
             os.chown(tmp, uid, gid)
+        if validate is not None:
+            validate(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -79,8 +79,10 @@ def ensure_directory(path, mode="0755", owner=None, group=None, check=False):
     return True
 
 
-def ensure_file(path, content, mode="0644", owner=None, group=None, check=False):
-    """Write content (bytes) to path atomically when it differs; fix mode/owner/group."""
+def ensure_file(path, content, mode="0644", owner=None, group=None, check=False, validate=None):
+    """Write content (bytes) to path atomically when it differs; fix mode/owner/group.
+    validate: called with the new content's temporary path before it replaces path (only
+    when the content differs, not in check mode); FilesError from it leaves path as it was."""
     mode, (uid, gid) = mode_bits(mode), ids(owner, group)
     try:
         st = os.lstat(path)
@@ -101,7 +103,7 @@ def ensure_file(path, content, mode="0644", owner=None, group=None, check=False)
         return True
     if not os.path.isdir(os.path.dirname(path) or "."):
         raise FilesError(f"the directory of {path} does not exist: list it under directories too")
-    write_atomic(path, content, mode=mode, keep_owner=False)
+    write_atomic(path, content, mode=mode, keep_owner=False, validate=validate)
     if uid is not None or gid is not None:
         os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
     return True
@@ -119,8 +121,20 @@ def ensure_absent(path, check=False):
     return True
 
 
-def apply(directories=(), files=(), absent=(), check=False):
-    """Directories first, then files, then removals. Returns the changed paths, in order."""
+def _validation(dest, command, validator):
+    def run(tmp):
+        try:
+            validator(command, tmp)
+        except FilesError as exc:
+            raise FilesError(f"{dest}: {exc}") from None
+    return run
+
+
+def apply(directories=(), files=(), absent=(), check=False, validator=None):
+    """Directories first, then files (in the order given), then removals. Returns the
+    changed paths, in order. A file entry's ``validate`` (a command with %s, e.g.
+    ``nft -c -f %s``) is handed with the temporary path to ``validator(command, tmp)``,
+    which raises FilesError when the content is refused."""
     changed = []
     for entry in directories:
         if ensure_directory(entry["path"], entry.get("mode") or "0755", entry.get("owner"), entry.get("group"), check):
@@ -129,7 +143,12 @@ def apply(directories=(), files=(), absent=(), check=False):
         content = entry["content"]
         if isinstance(content, str):
             content = content.encode()
-        if ensure_file(entry["dest"], content, entry.get("mode") or "0644", entry.get("owner"), entry.get("group"), check):
+        command = entry.get("validate")
+        if command and validator is None:
+            raise FilesError(f"{entry['dest']}: a validate command was given but nothing can run it")
+        check_content = _validation(entry["dest"], command, validator) if command else None
+        if ensure_file(entry["dest"], content, entry.get("mode") or "0644", entry.get("owner"), entry.get("group"), check,
+                       validate=check_content):
             changed.append(entry["dest"])
     for path in absent:
         if ensure_absent(path, check):

@@ -107,3 +107,43 @@ def test_module_main_in_check_mode_and_for_real(run_main, tmp_path):
     assert code == 0 and out["changed"] is False
     code, out = run_main(spark_node_files, {"directories": [{"path": str(tmp_path / "lib" / "m.py")}]})
     assert code == 1 and "is not a directory" in out["msg"]
+
+
+def test_validate_sees_the_new_content_before_it_replaces_the_file(tmp_path):
+    target = tmp_path / "rules.conf"
+    target.write_text("old\n")
+    seen = []
+
+    def validator(command, tmp):
+        seen.append((command, open(tmp).read(), target.read_text()))
+        if "bad" in open(tmp).read():
+            raise FilesError("nft said no")
+
+    files = [{"dest": str(target), "content": "good\n", "mode": "0600", "validate": "nft -c -f %s"},
+             {"dest": str(tmp_path / "unit"), "content": "u\n"}]
+    assert apply(files=files, validator=validator) == [str(target), str(tmp_path / "unit")]
+    assert seen == [("nft -c -f %s", "good\n", "old\n")] and mode(target) == 0o600
+    assert apply(files=files, validator=validator) == [] and len(seen) == 1  # same content: not validated again
+    assert apply(files=files, validator=validator, check=True) == []
+    bad = [{"dest": str(target), "content": "bad\n", "validate": "nft -c -f %s"}, {"dest": str(tmp_path / "after"), "content": "a"}]
+    with pytest.raises(FilesError, match=r"rules.conf: nft said no"):
+        apply(files=bad, validator=validator)
+    assert target.read_text() == "good\n" and not (tmp_path / "after").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.conf", "unit"]  # no temporary file left
+    assert apply(files=bad, validator=validator, check=True) == [str(target), str(tmp_path / "after")]  # check mode runs nothing
+    with pytest.raises(FilesError, match="nothing can run it"):
+        apply(files=bad)
+
+
+def test_module_validate_runs_the_command_on_the_new_content(run_main, tmp_path):
+    target = tmp_path / "conf"
+    args = {"files": [{"dest": str(target), "content": "ok\n", "validate": "grep -qx ok %s"}]}
+    code, out = run_main(spark_node_files, args)
+    assert code == 0 and out["changed_paths"] == [str(target)] and target.read_text() == "ok\n"
+    args["files"][0]["content"] = "no\n"
+    code, out = run_main(spark_node_files, args)
+    assert code == 1 and "refused the new content (rc 1)" in out["msg"] and str(target) in out["msg"]
+    assert target.read_text() == "ok\n"
+    args["files"][0]["validate"] = "grep -qx ok"
+    code, out = run_main(spark_node_files, args)
+    assert code == 1 and "has no %s" in out["msg"]
