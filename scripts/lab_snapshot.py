@@ -10,6 +10,10 @@ What is captured, per node (``docker exec`` into the node's container):
   ``inet spark_cluster`` nftables table. Each file: sha256, mode, owner, size (links:
   their target). Contents are never stored, so secrets (the API key) stay on the node.
 
+``__pycache__`` (written by Python when a program runs) is left out. Between two fresh
+labs, expect ``watchdog.key`` (a random secret per cluster) and ``compose.yml`` (it
+names the image ID, new with every build of a changed recipe) to differ.
+
 Use it to prove a refactor changes nothing on the nodes: converge the lab from the old
 tree, ``take``, converge from the new tree, ``take``, ``compare``. Run it under the lab
 lock (it only reads). Python 3.11+, stdlib only.
@@ -60,7 +64,7 @@ for root in sys.argv[1:]:
     entry(root)
     if os.path.isdir(root) and not os.path.islink(root):
         for d, dirs, files in os.walk(root):
-            dirs.sort()
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")  # Python's, not ours
             for n in sorted(dirs + files):
                 entry(os.path.join(d, n))
 print(json.dumps(out, sort_keys=True))
