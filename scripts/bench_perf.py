@@ -184,8 +184,18 @@ def main():
         sh(HEAD, f"rm -rf {HUB}/{BENCH_DIR}", check=False)
         (ROOT / "reports").mkdir(exist_ok=True)
         (ROOT / "reports" / "performance-latest.json").write_text(json.dumps(r, indent=2) + "\n")
-    (ROOT / "docs" / "performance.md").write_text(render(r))
+    doc = ROOT / "docs" / "performance.md"
+    doc.write_text(render(r) + kept_history(doc.read_text() if doc.exists() else ""))
     print((ROOT / "docs" / "performance.md").read_text())
+
+
+HISTORY = "## History (measured by hand; `make bench` keeps this part)"
+
+
+def kept_history(text):
+    """The hand-written part of docs/performance.md, from its HISTORY heading on."""
+    at = text.find(HISTORY)
+    return "\n" + text[at:] if at >= 0 else ""
 
 
 def gbps(nbytes, seconds):
