@@ -79,7 +79,7 @@ EXAMPLES = r"""
 - name: Probe the cabling on every node at once
   cx7_probe:
     node: "{{ inventory_hostname }}"
-    run_id: "{{ discover_run_id }}"
+    run_id: "{{ __discover_run_id }}"
     peers: "{{ ansible_play_hosts_all | difference([inventory_hostname]) }}"
   register: probe
 """

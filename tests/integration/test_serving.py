@@ -87,6 +87,23 @@ def restart_refused(worker, needle, what, within=30):
     assert running != "true", f"the runtime started despite {what}"
 
 
+def refused_on_a_worker(hostvars, needle, what, *, first, then=None, restore):
+    """A fault on the first worker: run `first` (it must succeed), then `then` (if any), expect
+    restart_refused(needle); whatever happened, run `restore` and restart the unit; then wait
+    for the pair to be healthy again. Every step is a shell command in the worker's container."""
+    _, workers = containers(hostvars)
+    worker = workers[0]
+    dexec(worker, first, check=True)
+    try:
+        if then:
+            dexec(worker, then, check=True)
+        restart_refused(worker, needle, what)
+    finally:
+        dexec(worker, restore)
+        dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
+    wait_pair_healthy(hostvars, 120)
+
+
 def test_compose_file_carries_the_field_flags(host, hostvars):
     f = host.file("/etc/spark-cluster/compose.yml")
     assert f.exists and f.user == "root"
@@ -238,34 +255,22 @@ def test_a_cache_the_runtime_uid_cannot_write_stops_the_start_with_its_message(h
     and the runtime never starts (no crash loop inside the container)."""
     if not is_head(hostvars):
         pytest.skip("runs once")
-    _, workers = containers(hostvars)
-    worker = workers[0]
     target = "/var/cache/spark-jit/triton"
-    dexec(worker, f"chown 0:0 {target} && chmod 0700 {target}", check=True)
-    try:
-        restart_refused(worker, f"uid 1000 cannot write {target}", "a cache it cannot write")
-    finally:
-        dexec(worker, f"chown 1000:1000 {target} && chmod 0755 {target}")
-        dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
-    wait_pair_healthy(hostvars, 120)
+    refused_on_a_worker(hostvars, f"uid 1000 cannot write {target}", "a cache it cannot write",
+                        first=f"chown 0:0 {target} && chmod 0700 {target}",
+                        restore=f"chown 1000:1000 {target} && chmod 0755 {target}")
 
 
 def test_wrong_pin_stops_the_start_with_the_prestart_message(hostvars):
     if not is_head(hostvars):
         pytest.skip("runs once")
-    _, workers = containers(hostvars)
-    worker = workers[0]
     backup = PARAMS + ".test-backup"
-    dexec(worker, f"cp -p {PARAMS} {backup}", check=True)
-    try:
-        dexec(worker, "python3 -c \"import json; p=json.load(open('%s')); "
-                      "p['node']['address']='198.18.100.99'; p['rails'][0]['address']='198.18.100.99/24'; "
-                      "json.dump(p, open('%s','w'))\"" % (PARAMS, PARAMS), check=True)
-        restart_refused(worker, "198.18.100.99", "the wrong pin")
-    finally:
-        dexec(worker, f"mv -f {backup} {PARAMS}")
-        dexec(worker, f"systemctl reset-failed {UNIT}; systemctl restart --no-block {UNIT}")
-    wait_pair_healthy(hostvars, 120)
+    refused_on_a_worker(hostvars, "198.18.100.99", "the wrong pin",
+                        first=f"cp -p {PARAMS} {backup}",
+                        then="python3 -c \"import json; p=json.load(open('%s')); "
+                             "p['node']['address']='198.18.100.99'; p['rails'][0]['address']='198.18.100.99/24'; "
+                             "json.dump(p, open('%s','w'))\"" % (PARAMS, PARAMS),
+                        restore=f"mv -f {backup} {PARAMS}")
 
 
 def test_rebooting_both_nodes_brings_the_service_back_without_ansible(hostvars):

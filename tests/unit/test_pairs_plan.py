@@ -27,12 +27,12 @@ def plan(tmp_path, nodes):
     fw = yaml.safe_load((ROOT / "roles/firewall/vars/main.yml").read_text())
     play = [{"hosts": "spark", "gather_facts": False, "roles": ["spark_common"], "vars": {
         **{k: defaults[k] for k in ("link_validation_iperf3_processes", "link_validation_rdma")},
-        "firewall_rail_tcp": fw["firewall_rail_tcp"], "firewall_ray": False, "monitoring_enabled": False},
+        "__firewall_rail_tcp": fw["__firewall_rail_tcp"], "firewall_ray": False, "monitoring_enabled": False},
         "tasks": [
             {"ansible.builtin.set_fact": {"link_validation_link": {"results": [
                 {"probe": {"cpus": 4, "rdma_device": None}}] * 2}}},
             {"ansible.builtin.copy": {"dest": str(tmp_path / "plan.json"), "mode": "0644", "content":
-             "{{ {'pairs': lookup('ansible.builtin.template', '%s') | from_yaml, 'fw': firewall_rail_tcp}"
+             "{{ {'pairs': lookup('ansible.builtin.template', '%s') | from_yaml, 'fw': __firewall_rail_tcp}"
              " | to_json }}" % (ROOT / "roles/link_validation/templates/pairs.yml.j2")},
              "run_once": True, "delegate_to": "localhost"}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
