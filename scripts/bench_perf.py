@@ -29,7 +29,7 @@ HUB = "/var/lib/spark-hf/hub"
 LIB = "/usr/local/lib/spark-cluster"
 BENCH_REPO = "spark-lab/bench-fanout"
 BENCH_DIR = "models--spark-lab--bench-fanout"
-IMAGE = "spark-standin-runtime:lab"
+COMPOSE = "/etc/spark-cluster/compose.yml"  # names the image the runtime runs
 IPERF_PORT = 5221  # inside the firewall's probe range (5201-5240, rails only)
 # field rates (the field notes, README): TCP between two Sparks, 4 streams
 FIELD_TCP_GBPS = 16.4
@@ -106,12 +106,39 @@ def fan_out(streams, rails=1, dest="/var/tmp/bench-fanout"):
     return seconds, copied, crossed
 
 
+def runtime_image():
+    """The image the head's runtime runs, as its compose file names it."""
+    found = re.search(r'^\s*image:\s*"?([^"\s]+)"?\s*$', sh(HEAD, f"cat {COMPOSE}"), re.M)
+    if not found:
+        raise SystemExit(f"spark-head: no image: line in {COMPOSE}; is the lab provisioned (make lab)?")
+    return found.group(1)
+
+
+def cpu_ceilings():
+    """What one node's CPU allows without any network, on the seeded model (head): a local
+    rsync of its blobs (rsync's own per-byte work: checksums, pipes, copies) and sha256 over
+    them (the fan-out's check on arrival). Gb/s of payload."""
+    blobs = f"{HUB}/{BENCH_DIR}/blobs"
+    total = int(sh(HEAD, f"du -sbL {blobs} | cut -f1").split()[0])
+    sh(HEAD, "rm -rf /var/tmp/bench-local && sync")
+    t0 = time.monotonic()
+    sh(HEAD, f"rsync -aL {blobs}/ /var/tmp/bench-local/")
+    rsync_s = time.monotonic() - t0
+    sh(HEAD, "rm -rf /var/tmp/bench-local")
+    t0 = time.monotonic()
+    sh(HEAD, f"python3 -c \"import hashlib, pathlib; [hashlib.file_digest(open(p, 'rb'), 'sha256') "
+             f"for p in pathlib.Path('{blobs}').iterdir()]\"")
+    sha_s = time.monotonic() - t0
+    return {"bytes": total, "rsync_local_s": rsync_s, "sha256_s": sha_s}
+
+
 def image_ship():
     """docker save | spark_image_stream.py over rail 0 | docker load (the role's path; the
     image is already on the worker, so docker load reads the stream and keeps its layers)."""
-    size = int(sh(HEAD, f"docker image inspect --format '{{{{.Size}}}}' {IMAGE}"))
+    image = runtime_image()
+    size = int(sh(HEAD, f"docker image inspect --format '{{{{.Size}}}}' {image}"))
     t0 = time.monotonic()
-    sh(HEAD, f"docker save {IMAGE} | wc -c > /tmp/bench-save-bytes")
+    sh(HEAD, f"docker save {image} | wc -c > /tmp/bench-save-bytes")
     save_s = time.monotonic() - t0
     tar_bytes = int(sh(HEAD, "cat /tmp/bench-save-bytes"))
     head_ip, worker_ip, _ = RAILS[0]
@@ -120,19 +147,19 @@ def image_ship():
                              "--port", str(port), "--allow", head_ip, "--timeout", "600"], stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     t0 = time.monotonic()
-    sh(HEAD, f"python3 {LIB}/spark_image_stream.py send --image {IMAGE} --to {worker_ip} --port {port} --bind {head_ip} --timeout 600")
+    sh(HEAD, f"python3 {LIB}/spark_image_stream.py send --image {image} --to {worker_ip} --port {port} --bind {head_ip} --timeout 600")
     recv.wait(timeout=900)
     ship_s = time.monotonic() - t0
     # the alternatives' ceilings: compression (gzip -1, the cheapest here) and docker load alone
     t0 = time.monotonic()
-    gz_bytes = int(sh(HEAD, f"docker save {IMAGE} | gzip -1 | wc -c"))
+    gz_bytes = int(sh(HEAD, f"docker save {image} | gzip -1 | wc -c"))
     gzip_s = time.monotonic() - t0
-    sh(WORKER, f"docker save {IMAGE} -o /var/tmp/bench-image.tar")
+    sh(WORKER, f"docker save {image} -o /var/tmp/bench-image.tar")
     t0 = time.monotonic()
     sh(WORKER, "docker load -i /var/tmp/bench-image.tar >/dev/null")
     load_s = time.monotonic() - t0
     sh(WORKER, "rm -f /var/tmp/bench-image.tar")
-    return {"image_bytes": size, "tar_bytes": tar_bytes, "save_s": save_s, "ship_s": ship_s,
+    return {"image": image, "image_bytes": size, "tar_bytes": tar_bytes, "save_s": save_s, "ship_s": ship_s,
             "gzip_bytes": gz_bytes, "gzip_s": gzip_s, "load_s": load_s}
 
 
@@ -172,6 +199,7 @@ def main():
         r["model_bytes"] = seed(args.size_gb)
         r["fanout_1"] = fan_out(1)
         r["fanout_4"] = fan_out(4)
+        r["cpu"] = cpu_ceilings()
         rail1_daemon(True)
         try:
             r["fanout_4_both"] = fan_out(4, rails=2)
@@ -228,12 +256,18 @@ def render(r):
         f"| fan-out, {f1b / 1e9:.2f} GB lab model, 1 plain rsync (the pull before), rail 0 | {f1s:.1f} s = {f1:.2f} Gb/s ({f1x / 1e9:.2f} GB crossed rail 0) |",
         f"| fan-out, same model, spark_fanout.py 4 streams (as `hf_cache` pulls it now, each blob hashed on arrival), rail 0 | {f4s:.1f} s = {f4:.2f} Gb/s ({f4x / 1e9:.2f} GB crossed rail 0) |",
         f"| fan-out, same model, spark_fanout.py 4 streams over both rails (a second, temporary rsync daemon on rail 1) | {fbs:.1f} s = {fb:.2f} Gb/s ({fbx / 1e9:.2f} GB crossed the rails) |",
-        f"| image: `docker save` of {IMAGE} ({img['tar_bytes'] / 1e6:.0f} MB tar) to a pipe | {img['save_s']:.1f} s = {save:.2f} Gb/s |",
+        f"| image: `docker save` of {img['image']} ({img['tar_bytes'] / 1e6:.0f} MB tar) to a pipe | {img['save_s']:.1f} s = {save:.2f} Gb/s |",
         f"| image ship: save -> spark_image_stream.py (rail 0) -> `docker load` | {img['ship_s']:.1f} s = {ship:.2f} Gb/s |",
         f"| `docker save` piped into `gzip -1` (a compressed ship's ceiling) | {img['gzip_s']:.1f} s = {gbps(img['tar_bytes'], img['gzip_s']):.2f} Gb/s of tar, "
         f"{img['gzip_bytes'] / img['tar_bytes']:.2f} of the size |",
         f"| `docker load -i` of the tar on the worker (layers already there) | {img['load_s']:.1f} s = {gbps(img['tar_bytes'], img['load_s']):.2f} Gb/s |",
     ]
+    if "cpu" in r:
+        c = r["cpu"]
+        lines += [
+            f"| no network: local `rsync -a` of the same blobs on the head (rsync's own CPU ceiling) | {c['rsync_local_s']:.1f} s = {gbps(c['bytes'], c['rsync_local_s']):.2f} Gb/s |",
+            f"| no network: sha256 of the same blobs on the head (the check on arrival, one core) | {c['sha256_s']:.1f} s = {gbps(c['bytes'], c['sha256_s']):.2f} Gb/s |",
+        ]
     if "noop_site" in r:
         n = r["noop_site"]
         lines.append(f"| no-op `site.yml`, two lab nodes | {n['seconds']:.0f} s, rc {n['rc']}, changed={n['changed']} |")
@@ -245,6 +279,17 @@ def render(r):
         f"- fan-out over both rails, 4 streams / parallel iperf3 on both rails: **{fb / r['iperf_both']:.2f}x**",
         f"- both rails / rail 0 alone (iperf3): **{r['iperf_both'] / r['iperf_rail0']:.2f}x** (on veth pairs both rails share the same CPUs)",
         f"- image ship / parallel iperf3 on rail 0: **{ship / iperf0:.2f}x** (target 0.6x); `docker save` alone: {save / iperf0:.2f}x",
+    ]
+    if "cpu" in r:
+        c = r["cpu"]
+        local, sha = gbps(c["bytes"], c["rsync_local_s"]), gbps(c["bytes"], c["sha256_s"])
+        lines += [
+            f"- rsync with no network at all / parallel iperf3 on rail 0: **{local / iperf0:.2f}x**; sha256 on one core: "
+            f"{sha / iperf0:.2f}x. Where a fan-out ratio stays below these, the network path costs; where it",
+            "  reaches them, the ceiling is this machine's CPU (two cores shared by sender, receiver and the",
+            "  check), not the rail: iperf3 moves bytes without touching them, a verified copy cannot.",
+        ]
+    lines += [
         "",
         "## On real Sparks, from these ratios",
         "",
