@@ -127,7 +127,6 @@ changed_paths:
 
 import shlex
 
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.spark_filestate import FilesError, apply
 

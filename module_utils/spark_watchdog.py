@@ -289,6 +289,14 @@ def read_key(path):
 
 # --------------------------------------------------------------------------- head
 
+def probe_token(cfg, system):
+    """One tiny streamed completion over loopback. Returns (seconds to the first token or
+    None, detail, refused): refused is an HTTP 4xx (the key), which says nothing of a hang."""
+    seconds, detail = system.probe(cfg["api_base_url"].rstrip("/") + "/v1/chat/completions",
+                                   read_key(cfg.get("api_key_path")), cfg["model"], cfg["token_timeout_s"])
+    return seconds, detail, seconds is None and detail.startswith("HTTP 4")
+
+
 def check(cfg, state, system):
     """One check. Returns (verdict, reason); verdict is idle, ok, busy, unhealthy or
     stall. Updates ``state`` (failures in a row, tokens seen while busy)."""
@@ -322,10 +330,9 @@ def check(cfg, state, system):
         state["busy"] = {"tokens": tokens, "since": now}
         return "busy", f"{running:g} request(s) in flight, tokens flowing: no probe"
     state["busy"] = None
-    seconds, detail = system.probe(base + "/v1/chat/completions", read_key(cfg.get("api_key_path")),
-                                   cfg["model"], cfg["token_timeout_s"])
+    seconds, detail, refused = probe_token(cfg, system)
     if seconds is None:
-        if detail.startswith("HTTP 4"):
+        if refused:
             return "ok", f"probe refused ({detail}): check the key file {cfg.get('api_key_path')}"
         return "stall", f"/health 200 but the probe completion got {detail}"
     return "ok", f"/health 200, probe token after {seconds:.2f} s"
@@ -388,11 +395,9 @@ def restart_pair(cfg, system, reason):
         system.log(f"head: /health not 200 after {cfg['health_timeout_s']} s: see journalctl -u {unit}")
         return False, total
     # /health answered before the hang too: serving again means a token, as the check asks
-    base = cfg["api_base_url"].rstrip("/")
-    seconds, detail = system.probe(base + "/v1/chat/completions", read_key(cfg.get("api_key_path")),
-                                   cfg["model"], cfg["token_timeout_s"])
+    seconds, detail, refused = probe_token(cfg, system)
     total = system.now() - t0
-    if seconds is None and not detail.startswith("HTTP 4"):
+    if seconds is None and not refused:
         system.log(f"head: /health 200 but the probe completion got {detail} after the restart: "
                    f"not serving; the next check decides again (journalctl -u {unit} on every node)")
         return False, total
