@@ -12,7 +12,7 @@ DAY_TWO := status.yml start.yml stop.yml restart.yml diagnose.yml teardown.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv docker promtool lab-up lab lab-down lab-status lab-day-two lab-discover lint unit mutants rules molecule test clean bench-link bench
+.PHONY: help venv docker promtool lab-up lab lab-down lab-status lab-day-two lab-faults lab-discover lint unit mutants rules molecule test clean bench-link bench
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ lab-status: venv ## show the lab nodes and their rails
 
 lab-day-two: lab ## make lab, then every day-two test (status, diagnose, watchdog, restart, memory guard, teardown + site.yml again)
 	SPARK_DAY_TWO=1 SPARK_DAY_TWO_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=0 tests/integration/test_day_two.py
+
+lab-faults: venv docker ## on a running lab: head killed, worker killed, five rounds in a row (reports/faults-latest.json)
+	SPARK_FAULT_ROUNDS=5 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=0 --hosts=ansible://spark \
+	  --ansible-inventory=$(LAB_INVENTORY) tests/integration/test_faults.py -k killed_rank
 
 lab-discover: venv docker ## fresh lab: discover.yml from mgmt addresses only, site.yml with its inventory, cable moved
 	$(BIN)/python lab/spark_lab.py down --inventory $(LAB_INVENTORY)

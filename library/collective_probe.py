@@ -60,7 +60,7 @@ options:
     type: dict
     default:
       NCCL_DEBUG: INFO
-      NCCL_DEBUG_SUBSYS: INIT,NET,BOOTSTRAP
+      NCCL_DEBUG_SUBSYS: INIT,NET,BOOTSTRAP,ENV
       PYTHONUNBUFFERED: "1"
 attributes:
   check_mode:
@@ -144,7 +144,7 @@ def main():
             timeout=dict(type="int", default=300),
             gpu_device=dict(type="path", default="/dev/nvidiactl"),
             extra_env=dict(type="dict", default={"NCCL_DEBUG": "INFO",
-                                                 "NCCL_DEBUG_SUBSYS": "INIT,NET,BOOTSTRAP",
+                                                 "NCCL_DEBUG_SUBSYS": "INIT,NET,BOOTSTRAP,ENV",
                                                  "PYTHONUNBUFFERED": "1"}),
         ),
         required_if=[("mode", "run", ("probe",))],

@@ -15,6 +15,8 @@ description:
     netplan definitions and NetworkManager profiles that touch each rail and the
     addresses they put there, which of them are foreign, and what a takeover would
     change (files to move or strip, profiles whose autoconnect to turn off).
+  - A profile NetworkManager stores as a netplan file (C(/etc/netplan/90-NM-<uuid>.yaml), Ubuntu
+    23.10 and later, DGX OS) counts as a NetworkManager profile, not as netplan configuration.
   - Logic in C(module_utils/spark_netconf.py). Changes nothing; runs in check mode.
 options:
   rails:
@@ -85,7 +87,9 @@ ansible_facts:
           type: bool
         files:
           description: Netplan files in read order with C(path), C(own), C(global_renderer),
-            C(rail_ids), C(other_ids) and C(action) (C(keep), C(own), C(move), C(strip)).
+            C(rail_ids), C(other_ids), C(action) (C(keep), C(own), C(move), C(strip)) and
+            C(nm_uuids), the NetworkManager profiles the file stores (C(90-NM-<uuid>.yaml) on
+            Ubuntu 23.10 and later; such a file is kept, its profile handled as a profile).
           type: list
           elements: dict
         rails:

@@ -13,6 +13,9 @@ description:
     other interfaces get the rails' definitions taken out, and NetworkManager profiles
     on the rails get C(connection.autoconnect no) (never deleted). The originals go to
     one timestamped directory under O(journal_root) first (C(files/) and C(manifest.json)).
+  - A profile NetworkManager stores as a netplan file (C(90-NM-<uuid>.yaml)) is disabled
+    through nmcli like any other, which rewrites that file; the file is never moved or
+    stripped, only copied into the journal for the record.
   - C(state=restore) puts the files of the journals back, newest first (or only
     O(journal)), turns the recorded profiles' autoconnect back on (a profile that no
     longer exists is reported, not fatal) and removes the role's own netplan file when

@@ -14,6 +14,18 @@ defines the ports. Everything here is pure: the callers read the files and run
   which of them are foreign, and the conflicts (a foreign static address in another
   subnet) that need ``qsfp_link_takeover``;
 - ``apply_commands``: the renderer's own commands for the rails only (apply / restore).
+
+On Ubuntu 23.10 and later (DGX OS) NetworkManager stores its profiles as netplan files,
+``/etc/netplan/90-NM-<uuid>.yaml`` (one definition, ``NM-<uuid>``, with a
+``networkmanager:`` block carrying the profile's uuid and name), and runs them through
+``netplan generate`` as ``/run/NetworkManager/system-connections/netplan-NM-<uuid>.nmconnection``.
+Such a definition is a NetworkManager profile, not netplan configuration: it is reported
+with the profile, and a takeover turns its autoconnect off through ``nmcli`` (which
+rewrites the file itself) instead of moving or stripping the file. A definition NetworkManager
+wrote back for one of netplan's own profiles (its id is a rail's, or another file's) stays
+netplan configuration. (canonical/netplan: src/netplan.c ``netplan_netdef_write_yaml``,
+src/parse-nm.c ``netplan_parser_load_keyfile``, src/nm.c; see
+tests/unit/fixtures/netconf/ubuntu-nm/README.md.)
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ LINK_LOCAL_V4 = ipaddress.ip_network("169.254.0.0/16")
 # The first lines of the role's own netplan file carry this marker.
 OWN_MARKER = "(qsfp_link role)"
 NETPLAN_NM_PREFIX = "netplan-"
+# NetworkManager's own profiles stored by netplan (Ubuntu's NetworkManager netplan patch)
+NM_NETPLAN_FILE = "90-NM-*.yaml"
+NM_NETPLAN_ID = "NM-"
 
 
 class NetconfError(Exception):
@@ -69,6 +84,8 @@ def definitions(path, doc):
                 continue
             body = body if isinstance(body, dict) else {}
             link_local = body.get("link-local")
+            nm = body.get("networkmanager") if isinstance(body.get("networkmanager"), dict) else {}
+            passthrough = nm.get("passthrough") if isinstance(nm.get("passthrough"), dict) else {}
             out.append({
                 "file": path,
                 "section": section,
@@ -83,6 +100,11 @@ def definitions(path, doc):
                 "link_local": ["ipv6"] if link_local is None else list(link_local),
                 "mtu": body.get("mtu"),
                 "members": [str(m) for m in body.get("interfaces") or []],
+                "nm_uuid": str(nm["uuid"]) if nm.get("uuid") else None,
+                "nm_name": str(nm["name"]) if nm.get("name") is not None else None,
+                # NM keyfile booleans as netplan passes them through: "false" (or a YAML false)
+                "nm_autoconnect": str(passthrough.get("connection.autoconnect", "true")).lower()
+                not in ("false", "no", "0"),
             })
     return out
 
@@ -104,6 +126,22 @@ def matches(defn, ifname, mac=None):
     return "name" in match or "macaddress" in match
 
 
+def is_nm_file(path):
+    """Whether a netplan file is one NetworkManager writes for a profile (90-NM-<uuid>.yaml)."""
+    return fnmatch.fnmatchcase(os.path.basename(path), NM_NETPLAN_FILE)
+
+
+def _nm_owned(d, rail_names, plain_ids):
+    """Whether a definition of a 90-NM file is a profile of NetworkManager's own (made with
+    nmcli or the GUI). NetworkManager names it NM-<uuid>, or after the interface for a
+    virtual device; saving one of netplan's profiles (netplan-<id>) instead writes a
+    definition under netplan's id, which overrides netplan's and stays netplan's. A rail's
+    name is never NetworkManager's id for an ethernet profile."""
+    if not d["nm_uuid"] or d["id"] in rail_names:
+        return False
+    return d["id"] == NM_NETPLAN_ID + d["nm_uuid"] or d["id"] not in plain_ids
+
+
 def is_own(text):
     return OWN_MARKER in "\n".join((text or "").splitlines()[:3])
 
@@ -113,25 +151,42 @@ def netplan_view(files, rails, own_path):
 
     files: [(path, text, parsed document)] in read order (``netplan_files``).
     rails: [{interface, mac}] (mac may be None). own_path: the role's file.
+
+    NetworkManager's own profiles in 90-NM-<uuid>.yaml files are left out of the
+    netplan definitions and of the files' actions (never moved or stripped: the profile
+    is disabled through nmcli); they are listed in ``nm_netplan`` by uuid, with the rails
+    they are bound to, for ``nm_profile``.
     """
     default_renderer, default_file = "networkd", None
     all_defs = []
     file_rows = []
     problems = []
+    nm_netplan = {}
     rail_names = [r["interface"] for r in rails]
     macs = {r["interface"]: r.get("mac") for r in rails}
-    for path, text, doc in files:
+    parsed = [(path, text, doc, definitions(path, doc)) for path, text, doc in files]
+    plain_ids = {d["id"] for path, _text, _doc, defs in parsed if not is_nm_file(path) for d in defs}
+    for path, text, doc, defs in parsed:
         network = (doc or {}).get("network") or {}
         renderer = network.get("renderer") if isinstance(network, dict) else None
         if renderer:
             default_renderer, default_file = str(renderer), path
-        defs = definitions(path, doc)
-        all_defs += defs
         own = path == own_path and is_own(text)
-        rail_ids, other_ids, patterns = [], [], []
+        nm_file = is_nm_file(path) and not own
         for d in defs:
-            hits = [r for r in rail_names if matches(d, r, macs[r])]
-            if d["match"] is not None and hits:
+            d["nm_owned"] = nm_file and _nm_owned(d, rail_names, plain_ids)
+            # NetworkManager's write-back of netplan's profile of a rail: the rail by its id
+            d["by_id"] = nm_file and bool(d["nm_uuid"]) and d["id"] in rail_names
+        all_defs += defs
+        rail_ids, other_ids, patterns, nm_uuids = [], [], [], []
+        for d in defs:
+            hits = [r for r in rail_names if _hits(d, r, macs[r])]
+            if d["nm_owned"]:
+                nm_uuids.append(d["nm_uuid"])
+                nm_netplan[d["nm_uuid"]] = {
+                    "file": path, "id": d["id"], "uuid": d["nm_uuid"], "name": d["nm_name"],
+                    "autoconnect": d["nm_autoconnect"], "rails": hits}
+            elif d["match"] is not None and hits and not d["by_id"]:
                 patterns.append(d["id"])
             elif hits:
                 rail_ids.append(d["id"])
@@ -152,7 +207,7 @@ def netplan_view(files, rails, own_path):
             action = "own"
         elif not rail_ids:
             action = "keep"
-        elif other_ids or renderer and path == own_path:
+        elif other_ids or nm_uuids or renderer and path == own_path:
             action = "strip"
         else:
             action = "move"
@@ -164,21 +219,27 @@ def netplan_view(files, rails, own_path):
         file_rows.append({
             "path": path, "own": own, "global_renderer": renderer,
             "rail_ids": rail_ids, "other_ids": other_ids, "action": action,
+            "nm_uuids": nm_uuids,
         })
     per_rail = {}
     for r in rail_names:
         per_rail[r] = [
             dict(d, effective_renderer=d["renderer"] or default_renderer,
                  own=any(f["own"] and f["path"] == d["file"] for f in file_rows))
-            for d in all_defs if matches(d, r, macs[r])
+            for d in all_defs if not d["nm_owned"] and _hits(d, r, macs[r])
         ]
     return {
         "default_renderer": default_renderer,
         "default_renderer_file": default_file,
         "files": file_rows,
         "rails": per_rail,
+        "nm_netplan": nm_netplan,
         "problems": problems,
     }
+
+
+def _hits(defn, ifname, mac):
+    return matches(defn, ifname, mac) or (defn.get("by_id", False) and defn["id"] == ifname)
 
 
 def strip_rails(doc, rail_names):
@@ -259,13 +320,22 @@ def parse_nm_devices(text):
     return out
 
 
-def nm_profile(conn, details):
-    """One NetworkManager profile, as the report shows it."""
+def nm_profile(conn, details, nm_netplan=None):
+    """One NetworkManager profile, as the report shows it.
+
+    nm_netplan: netplan_view()['nm_netplan'], NetworkManager's own profiles stored as
+    90-NM-<uuid>.yaml. Such a profile is NetworkManager's (``netplan`` false) although
+    netplan generates it as netplan-NM-<uuid>.nmconnection; ``netplan_file`` names its
+    YAML. Only netplan's own profiles (netplan-<id>, from the netplan files) are
+    ``netplan``."""
     addresses = [a.strip() for a in details.get("ipv4.addresses", "").split(",")
                  if a.strip() and a.strip() != "--"]
     mac = details.get("802-3-ethernet.mac-address", "")
     ifname = details.get("connection.interface-name", "")
     filename = conn.get("filename") or ""
+    base = os.path.basename(filename)
+    stored = (nm_netplan or {}).get(conn["uuid"])
+    nm_stored = bool(stored) or base == f"{NETPLAN_NM_PREFIX}{NM_NETPLAN_ID}{conn['uuid']}.nmconnection"
     return {
         "name": conn["name"],
         "uuid": conn["uuid"],
@@ -278,8 +348,9 @@ def nm_profile(conn, details):
         "ipv4_method": details.get("ipv4.method") or None,
         "ipv4_addresses": addresses,
         "ipv6_method": details.get("ipv6.method") or None,
-        "netplan": os.path.basename(filename).startswith(NETPLAN_NM_PREFIX)
-        or conn["name"].startswith(NETPLAN_NM_PREFIX),
+        "netplan": not nm_stored and (base.startswith(NETPLAN_NM_PREFIX)
+                                      or conn["name"].startswith(NETPLAN_NM_PREFIX)),
+        "netplan_file": stored["file"] if stored else None,
     }
 
 
@@ -323,7 +394,7 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
     foreign = []
     seen = set()
 
-    def add(address, source, dhcp=False):
+    def add(address, source, dhcp=False, dormant=False):
         iface = ipaddress.ip_interface(address)
         if str(iface) == str(ipaddress.ip_interface(wanted)) or (address, source) in seen:
             return
@@ -334,6 +405,7 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
         foreign.append({
             "address": str(iface), "source": source, "kind": kind,
             "other_subnet": iface.version == 4 and iface.network != wanted_net,
+            "dormant": dormant,
         })
 
     for d in netplan_defs:
@@ -344,13 +416,17 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
     for p in profiles:
         if p["netplan"]:
             continue
+        stored = f" in {p['netplan_file']}" if p.get("netplan_file") else ""
+        # autoconnect off and not up here (what a takeover leaves): reported, no conflict
+        dormant = not p["autoconnect"] and p["device"] != ifname
         for a in p["ipv4_addresses"]:
-            add(a, f"NetworkManager profile '{p['name']}' ({p['uuid']})")
+            add(a, f"NetworkManager profile '{p['name']}' ({p['uuid']}){stored}"
+                f"{' (autoconnect off)' if dormant else ''}", dormant=dormant)
     configured = {f["address"] for f in foreign}
     for a in now:
         if a not in configured:
             add(a, f"on {ifname} now", dhcp=dhcp_active)
-    conflicts = [f for f in foreign if f["kind"] == "static" and f["other_subnet"]]
+    conflicts = [f for f in foreign if f["kind"] == "static" and f["other_subnet"] and not f["dormant"]]
     nm_state = (nm_device or {}).get("state") or ""
     if nm_device and "externally" not in nm_state and nm_state not in ("unmanaged", "unavailable"):
         managed_by = "NetworkManager"
@@ -373,7 +449,7 @@ def rail_report(rail, now, netplan_defs, profiles, nm_device=None, default_rende
                          "bound": p["interface_name"] == ifname
                          or bool(p["mac"] and rail.get("mac") and p["mac"] == rail["mac"].lower()), "method": p["ipv4_method"],
                          "addresses": p["ipv4_addresses"], "netplan": p["netplan"],
-                         "filename": p["filename"]}
+                         "filename": p["filename"], "netplan_file": p.get("netplan_file")}
                         for p in profiles],
         "foreign": foreign,
         "conflicts": conflicts,
@@ -412,7 +488,9 @@ def check(view, reports, renderer, nm_running, takeover):
 
 
 def takeover_plan(view, reports):
-    """What a takeover changes: netplan files to move or strip, NM profiles to disable."""
+    """What a takeover changes: netplan files to move or strip, NM profiles to disable
+    (those NetworkManager stores as 90-NM-<uuid>.yaml too: nmcli rewrites that file, so a
+    later run reads the profile as disabled and plans nothing)."""
     files = [{"path": f["path"], "action": f["action"], "rail_ids": f["rail_ids"]}
              for f in view["files"] if f["action"] in ("move", "strip")]
     profiles = {}
@@ -422,7 +500,8 @@ def takeover_plan(view, reports):
             # what brings the management interface up after a reboot
             if not p["netplan"] and p["autoconnect"] and (p["bound"] or p["active"]):
                 profiles[p["uuid"]] = {"uuid": p["uuid"], "name": p["name"],
-                                       "filename": p["filename"], "interface": rep["interface"]}
+                                       "filename": p["filename"], "interface": rep["interface"],
+                                       "netplan_file": p.get("netplan_file")}
     return {"files": files, "nm_profiles": list(profiles.values())}
 
 
@@ -484,7 +563,9 @@ def summary_lines(state):
         if rep["nm_profiles"]:
             parts.append("NM profiles " + ", ".join(
                 f"'{p['name']}' ({'autoconnect' if p['autoconnect'] else 'no autoconnect'}"
-                f"{', active' if p['active'] else ''})" for p in rep["nm_profiles"]))
+                f"{', active' if p['active'] else ''}"
+                f"{', in ' + p['netplan_file'] if p.get('netplan_file') else ''})"
+                for p in rep["nm_profiles"]))
         if rep["foreign"]:
             parts.append("foreign " + ", ".join(
                 f"{x['address']} {x['kind']} from {x['source']}" for x in rep["foreign"]))
@@ -502,7 +583,7 @@ def build_state(rails, files, links, nm_running, nm_connections, nm_details, nm_
     {uuid: parse_nm_details()}; nm_devices: parse_nm_devices() ({} if NM is not running)."""
     rails = [dict(r, mac=(links.get(r["interface"]) or {}).get("mac")) for r in rails]
     view = netplan_view(files, rails, own_path)
-    profiles = [nm_profile(c, nm_details.get(c["uuid"], {})) for c in nm_connections]
+    profiles = [nm_profile(c, nm_details.get(c["uuid"], {}), view["nm_netplan"]) for c in nm_connections]
     reports = []
     for r in rails:
         ifname = r["interface"]
@@ -530,11 +611,16 @@ def build_state(rails, files, links, nm_running, nm_connections, nm_details, nm_
 
 def restore_commands(view, interfaces, nm_running):
     """Re-apply the rails with the renderer the (restored) files give each of them,
-    not the role's: a rail's own definition's renderer, else the default in force."""
+    not the role's: a rail's own definition's renderer, else NetworkManager where one of
+    its 90-NM profiles is bound to the rail, else the default in force."""
     by_renderer = {}
+    nm_rails = {r for p in (view.get("nm_netplan") or {}).values() for r in p["rails"]}
     for ifname in interfaces:
         defs = view["rails"].get(ifname) or []
-        renderer = defs[-1]["effective_renderer"] if defs else view["default_renderer"]
+        if defs:
+            renderer = defs[-1]["effective_renderer"]
+        else:  # a profile NetworkManager keeps in netplan (renderer: NetworkManager) binds it
+            renderer = "NetworkManager" if ifname in nm_rails else view["default_renderer"]
         by_renderer.setdefault(renderer, []).append(ifname)
     cmds = []
     for renderer, names in sorted(by_renderer.items()):
@@ -569,7 +655,11 @@ def journal_takeover(plan, rail_names, journal_root, stamp, root="/", dump=None,
 
     Returns the journal directory (as seen under ``root``) and its manifest. The
     NetworkManager profiles of the plan are recorded; the caller turns their
-    autoconnect off. dump/load: YAML functions (yaml.safe_dump / safe_load)."""
+    autoconnect off. A profile NetworkManager stores as a netplan file (90-NM-<uuid>.yaml)
+    gets a copy of that file in the journal (``stored``), for the record only: the file
+    stays where it is, NetworkManager's to rewrite, and a restore turns autoconnect back
+    on through NetworkManager rather than copying it back. dump/load: YAML functions
+    (yaml.safe_dump / safe_load)."""
     import json
     import shutil
 
@@ -581,7 +671,13 @@ def journal_takeover(plan, rail_names, journal_root, stamp, root="/", dump=None,
         directory = os.path.join(base, f"{stamp}-{n}")
     os.makedirs(os.path.join(directory, "files"), mode=0o700)
     os.chmod(base, 0o700)
-    manifest = {"created": stamp, "files": [], "nm_profiles": plan["nm_profiles"]}
+    manifest = {"created": stamp, "files": [], "nm_profiles": [dict(p) for p in plan["nm_profiles"]]}
+    for p in manifest["nm_profiles"]:
+        real = _real(root, p["netplan_file"]) if p.get("netplan_file") else None
+        if real and os.path.isfile(real):
+            p["stored"] = os.path.join("files", p["netplan_file"].lstrip("/"))
+            os.makedirs(os.path.dirname(os.path.join(directory, p["stored"])), mode=0o700, exist_ok=True)
+            shutil.copy2(real, os.path.join(directory, p["stored"]))
     for f in plan["files"]:
         real = _real(root, f["path"])
         st = os.stat(real)
@@ -607,7 +703,8 @@ def journal_takeover(plan, rail_names, journal_root, stamp, root="/", dump=None,
 
 def journal_restore(directory, root="/"):
     """Put a journal's files back (modes and owners as they were); returns the manifest.
-    The caller turns the recorded profiles' autoconnect back on."""
+    The caller turns the recorded profiles' autoconnect back on (a profile's ``stored``
+    90-NM copy is not put back: NetworkManager rewrites that file itself)."""
     import json
     import shutil
 

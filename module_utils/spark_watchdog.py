@@ -8,6 +8,7 @@ watches for that and does the full restart itself::
     spark_watchdog.py check    --config /etc/spark-cluster/watchdog.json   # head, timer
     spark_watchdog.py agent    --config /etc/spark-cluster/watchdog.json   # workers, service
     spark_watchdog.py restart  --config ... --reason "..."                 # head, by hand
+    spark_watchdog.py prepare  --config ...                                # head, ExecStartPre
     spark_watchdog.py validate --config-json '{...}'                       # the role, up front
 
 **check** (head, ``spark-watchdog.timer`` every ``interval_s``): nothing while the runtime
@@ -32,6 +33,17 @@ requests only from the head's rail addresses, signed with HMAC-SHA256 under a sh
 secret (``secret_path``, 0600 root, the same on every node), at most 120 s old and never
 replayed. It restarts its own unit and answers once the worker waits for the master.
 
+**prepare** (head, an ``ExecStartPre`` of the head's runtime unit, so every start of the
+head, whoever starts it: systemd after a crash, the rendezvous guard after a lost worker,
+a person, this restart): asks each worker's agent to *prepare*. A worker whose runtime
+joined an earlier head (it cannot join another: vLLM's headless node stays blocked), or
+that is not running, is restarted and awaited; a fresh one waiting for the master is left
+alone. The agent reads that from the worker's rendezvous guard (``spark_rendezvous.py
+--state``: has this run of the unit joined?); without a record for the unit's current
+run it restarts, to be sure. A restart by the agent is a manual start: systemd's
+back-off for crash loops (``RestartSteps``) does not slow it. The head's start goes on
+whatever the agents answer (it waits in the rendezvous for every worker).
+
 Every action and its reason goes to stdout, i.e. the journal (``journalctl -u
 spark-watchdog -u spark-watchdog-agent``).
 """
@@ -54,9 +66,11 @@ import urllib.request
 
 try:
     from ansible.module_utils.spark_files import read_text, write_atomic
+    from ansible.module_utils.spark_rendezvous import held_connections, read_tables
     from ansible.module_utils.spark_serving import http_json, parse_phase, worker_waiting
 except ImportError:  # standalone: node side, installed next to spark_serving.py
     from spark_files import read_text, write_atomic
+    from spark_rendezvous import held_connections, read_tables
     from spark_serving import http_json, parse_phase, worker_waiting
 
 PROG = "spark-watchdog"
@@ -69,6 +83,7 @@ HEAD_KEYS = ("api_base_url", "model", "interval_s", "token_timeout_s", "health_f
              "health_timeout_s", "worker_timeout_s", "max_restarts_per_hour", "state_path",
              "workers", "source_address")
 WORKER_KEYS = ("bind_address", "allowed_peers", "worker_timeout_s")
+RENDEZVOUS_WAIT_S = 8  # how long prepare waits for the guard's record of the unit's current run
 
 
 class ConfigError(ValueError):
@@ -217,9 +232,24 @@ class System:
         return proc.returncode, (proc.stdout + proc.stderr).strip()
 
     def unit_state(self, unit):
-        _, out = self.run("systemctl", "show", unit, "--property=ActiveState,SubState")
-        props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        props = self.unit_props(unit)
         return props.get("ActiveState", "unknown"), props.get("SubState", "")
+
+    def unit_props(self, unit):
+        _, out = self.run("systemctl", "show", unit, "--timestamp=unix",
+                          "--property=ActiveState,SubState,InvocationID,ExecMainStartTimestamp,"
+                          "ExecMainExitTimestamp")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def held(self, master_addr, master_port):
+        return held_connections(read_tables(), master_addr, master_port)
+
+    def read_json(self, path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
 
     def http_get(self, url, timeout=10):
         return http_json(url, timeout=timeout)
@@ -338,11 +368,11 @@ def check(cfg, state, system):
     return "ok", f"/health 200, probe token after {seconds:.2f} s"
 
 
-def request(cfg, secret, name, action, reason, system):
+def request(cfg, secret, name, action, reason, system, **extra):
     """Ask the agent of worker ``name`` (at its rail-0 address) to do ``action``."""
     address = cfg["workers"][name]
     body = {"action": action, "reason": reason, "to": name, "ts": system.now(),
-            "nonce": secrets.token_hex(16)}
+            "nonce": secrets.token_hex(16), **extra}
     try:
         return system.ask(address, cfg["agent_port"], cfg.get("source_address"),
                           sign(secret, body), cfg["worker_timeout_s"] + 30)
@@ -405,6 +435,46 @@ def restart_pair(cfg, system, reason):
     return True, total
 
 
+def unix_time(value):
+    """systemctl show --timestamp=unix's ``@1796664177`` (or empty: never) -> seconds."""
+    value = (value or "").strip().lstrip("@")
+    try:
+        return float(value) if value and value != "n/a" else 0.0
+    except ValueError:
+        return 0.0
+
+
+def fresh_after(props):
+    """The moment after which a worker's run cannot have joined an earlier head of this
+    one: while the head's unit is starting (ExecStartPre), its previous run's end (the
+    main process' exit); while it runs and waits in its rendezvous, its current run's
+    start (a worker started before that and still not joined is stuck: restart it)."""
+    if props.get("ActiveState") == "active":
+        return unix_time(props.get("ExecMainStartTimestamp"))
+    return unix_time(props.get("ExecMainExitTimestamp"))
+
+
+def prepare_workers(cfg, system, reason="the head's runtime is starting"):
+    """Every worker fresh before the head's store opens (the head's ExecStartPre). Never
+    fails the head's start: a worker that cannot be prepared is named in the journal, and
+    the head waits for it in the rendezvous as it would anyway. Returns the replies."""
+    try:
+        secret = read_secret(cfg["secret_path"])
+    except (OSError, ValueError) as exc:
+        system.log(f"prepare: cannot read the shared secret ({exc}): workers not prepared")
+        return {}
+    t0 = system.now()
+    boundary = fresh_after(system.unit_props(cfg["unit"]))
+    replies = {}
+    for name in cfg["workers"]:
+        reply = request(cfg, secret, name, "prepare", reason, system, fresh_after=boundary)
+        replies[name] = reply
+        system.log(f"prepare: worker {name}: {reply.get('message')}"
+                   + ("" if reply.get("ok") else " (the head starts anyway and waits for it in the rendezvous)"))
+    system.log(f"prepare: {len(replies)} worker(s) in {system.now() - t0:.1f} s")
+    return replies
+
+
 def run_check(cfg, system):
     state = load_state(cfg["state_path"])
     verdict, reason = check(cfg, state, system)
@@ -455,6 +525,52 @@ def worker_ready(cfg, system, since):
     return None
 
 
+def prepare_decision(record, props, held=(), boundary=0.0):
+    """Does this worker need a restart before its head starts? (action, why): action is
+    restart, keep or unknown (no record of the guard for the unit's current run yet).
+    ``record``: the rendezvous guard's (spark_rendezvous.py --state); ``props``: the
+    unit's ActiveState, SubState and InvocationID; ``held``: the connections to the
+    master's store this node holds now (the head's new store is not open yet: any is an
+    earlier head's, and the guard's probes, seconds apart, can miss a short join);
+    ``boundary``: the head's ``fresh_after`` (a run started before it may have joined)."""
+    active, sub = props.get("ActiveState", "unknown"), props.get("SubState", "")
+    if active != "active":
+        return "restart", f"its runtime is {active}/{sub}"
+    started = unix_time(props.get("ExecMainStartTimestamp"))
+    if boundary and started and started < boundary:
+        return "restart", (f"its runtime started {boundary - started:.0f} s before the head's last run ended "
+                           "(or its current one began): it may have joined that head")
+    if held:
+        return "restart", (f"its runtime holds {len(held)} connection(s) to a master's store "
+                           "(it joined an earlier head; a headless node never joins another)")
+    if not record or not props.get("InvocationID") or record.get("invocation") != props.get("InvocationID"):
+        return "unknown", "no record of the rendezvous guard for the runtime's current run"
+    if record.get("joined"):
+        return "restart", "its runtime joined an earlier head (a headless node never joins another)"
+    return "keep", "fresh: its runtime waits for the master"
+
+
+def prepare(cfg, system, boundary=0.0):
+    """The agent's side of prepare: restart the runtime unless it is fresh."""
+    unit = cfg["unit"]
+    path = cfg.get("rendezvous_state_path")
+    t0 = system.now()
+    while True:
+        held = system.held(cfg["master_addr"], cfg["master_port"]) if cfg.get("master_addr") else ()
+        action, why = prepare_decision(system.read_json(path) if path else None, system.unit_props(unit), held,
+                                       boundary)
+        if action != "unknown" or system.now() - t0 >= cfg.get("rendezvous_wait_s", RENDEZVOUS_WAIT_S):
+            break
+        system.sleep(1)
+    if action == "keep":
+        system.log(f"prepare: {why}: nothing to do")
+        return {"ok": True, "message": f"kept {unit}: {why}"}
+    system.log(f"prepare: {why}: restarting {unit}")
+    reply = restart_unit(cfg, system)
+    reply["message"] = f"{why}: {reply['message']}"
+    return reply
+
+
 def handle(cfg, body, system):
     """Carry out one authentic request; the reply."""
     unit, action = cfg["unit"], body.get("action")
@@ -462,8 +578,17 @@ def handle(cfg, body, system):
     if action == "ping":
         active, sub = system.unit_state(unit)
         return {"ok": True, "message": f"{unit} {active}/{sub}"}
+    if action == "prepare":
+        return prepare(cfg, system, unix_time(str(body.get("fresh_after") or "")))
     if action != "restart":
         return {"ok": False, "message": f"unknown action {action!r}"}
+    return restart_unit(cfg, system)
+
+
+def restart_unit(cfg, system):
+    """Restart the worker's runtime now (a manual start: no crash-loop back-off) and wait
+    until it waits for the master."""
+    unit = cfg["unit"]
     system.run("systemctl", "reset-failed", unit)
     since = system.now() - 1
     rc, out = system.run("systemctl", "restart", unit)
@@ -525,7 +650,7 @@ def serve_agent(cfg, system, stop=None):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog=PROG, description="Stall watchdog of the serving pair.")
-    parser.add_argument("command", choices=["check", "agent", "restart", "validate"])
+    parser.add_argument("command", choices=["check", "agent", "restart", "prepare", "validate"])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--config-json", default=None, help="validate: the config as JSON text")
     parser.add_argument("--reason", default="requested by hand")
@@ -560,6 +685,9 @@ def main(argv=None, system=None):
         if args.command == "restart":
             ok, _ = restart_pair(cfg, system, args.reason)
             return 0 if ok else 1
+        if args.command == "prepare":
+            prepare_workers(cfg, system)
+            return 0
         return run_check(cfg, system)
     except ConfigError as exc:
         system.log(str(exc))

@@ -172,8 +172,12 @@ def test_worker_outlives_its_head_and_a_new_head_cannot_complete_its_rendezvous(
         head.kill()
         head.wait(5)
         wait_line(worker, "went away")
-        time.sleep(1)
+        time.sleep(2)  # two heartbeats: a write to the dead head would reset the socket
         assert worker.poll() is None, "the headless worker exited when its master went away"
+        # it keeps its store socket, idle, in CLOSE_WAIT (what the agent's prepare reads)
+        rdv = load("spark_rendezvous_guard", ROOT / "module_utils/spark_rendezvous.py")
+        held = rdv.held_connections(rdv.read_tables(), "127.0.0.1", port)
+        assert held and all(r[4] == rdv.CLOSE_WAIT for r in rdv.read_tables() if (r[1], r[3]) in held), held
         new_head = start_rank(0, port, timeout_s="3")
         procs.append(new_head)
         lines = wait_line(new_head, "DistStoreError", timeout=15)
@@ -181,6 +185,31 @@ def test_worker_outlives_its_head_and_a_new_head_cannot_complete_its_rendezvous(
         assert worker.poll() is None
     finally:
         for proc in procs:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/net/tcp6").exists(), reason="no IPv6 in this kernel")
+def test_the_rendezvous_sits_in_tcp6_v4_mapped_like_torchs_store():
+    """torch's TCPStore listens on :: dual-stack and its client connects to the v4-mapped
+    master (tests/unit/fixtures/rendezvous): every row is in /proc/net/tcp6, none in
+    /proc/net/tcp. The stand-in must agree, so that the lab fails a guard that reads tcp
+    alone; the guard's own parser finds both sides."""
+    rdv = load("spark_rendezvous_guard", ROOT / "module_utils/spark_rendezvous.py")
+    port = free_port()
+    head, worker = start_rank(0, port), start_rank(1, port)
+    try:
+        wait_line(head, "Application startup complete.")
+        wait_line(worker, "executor running (headless)")
+        v4 = [r for r in rdv.read_tables(["/proc/net/tcp"]) if port in (r[1], r[3])]
+        v6 = [r for r in rdv.read_tables(["/proc/net/tcp6"]) if port in (r[1], r[3])]
+        assert v4 == [], v4
+        assert ("::", port, "::", 0, "0A") in v6, v6
+        head_side = rdv.observe(v6, "head", "127.0.0.1", port, ["127.0.0.1"])
+        worker_side = rdv.observe(v6, "worker", "127.0.0.1", port)
+        assert head_side["127.0.0.1"] and worker_side[f"127.0.0.1:{port}"], v6
+    finally:
+        for proc in (head, worker):
             proc.kill()
             proc.wait(5)
 

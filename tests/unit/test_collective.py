@@ -1,6 +1,8 @@
 """module_utils/spark_collective.py on what the probe really printed (fixtures/collective:
 two H200 through ../shared/gpu-netns, NCCL 2.28.9), plus IB cases written in NCCL's own
-line formats (no RDMA on that host), and the probe program's own helpers."""
+line formats (no RDMA on that host: built-in IB, the external IBext plugin, Socket, with
+NCCL_DEBUG_SUBSYS ENV; see fixtures/collective/README.md for the sources), and the probe
+program's own helpers."""
 
 import importlib.util
 import pathlib
@@ -65,7 +67,9 @@ def test_rdma_expected_but_sockets_fails_with_nccls_reason():
     assert s["failures"][0].startswith(
         "spark-head: RDMA expected (NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1, RDMA devices none) "
         "but NCCL used NET/Socket: NCCL said 'NET/IB : No device found'")
-    assert s["nodes"]["spark-head"]["gid_index"] == "3"
+    head = s["nodes"]["spark-head"]
+    assert head["gid_index_pinned"] == 3 and head["gid_index_used"] is None  # NCCL never said
+    assert not head["rdma"] and head["gid_index_mismatch"] is None
     # RDMA devices seen on the rails also make RDMA expected (env without NCCL_IB_HCA)
     s = sc.collective_section(runs("pinned"), expect(["rocep1s0f1"]), threshold=2.0,
                               order=HOSTS)
@@ -129,7 +133,8 @@ def test_ib_both_twins_pass_and_report_hcas_gid_bootstrap():
     s = sc.collective_section(ib_runs(), expect(["rocep1s0f1", "roceP2p1s0f1"]), order=HOSTS)
     assert s["status"] == "pass" and s["warnings"] == []
     n = s["nodes"]["spark-head"]
-    assert n["transport"] == "NET/IB" and n["gid_index"] == "3"
+    assert n["transport"] == "NET/IB" and n["rdma"] and n["gid_index_used"] == 3
+    assert n["gid_index_source"] == "NCCL's 'NCCL_IB_GID_INDEX set by environment to 3.' line"
     assert n["ib_devices_used"] == ["roceP2p1s0f1", "rocep1s0f1"]
     assert n["bootstrap_source"] == "Bootstrap line"
 
@@ -157,6 +162,238 @@ def test_merged_virtual_device_counts_both_twins():
         "roceP2p1s0f1", "rocep1s0f1"]
 
 
+# ------------------------------------------- ENV lines, the GID index NCCL used, plugins
+
+RDMA = ["rocep1s0f1", "roceP2p1s0f1"]
+
+
+def text_runs(texts):
+    return {h: {"measured": True, "rc": 0, "output": t} for h, t in zip(HOSTS, texts)}
+
+
+def edited(case, *pairs):
+    """Both nodes' logs of a fixture with (old, new) replacements."""
+    texts = []
+    for i in range(2):
+        text = (FIX / f"{case}-node{i}.log").read_text()
+        for old, new in pairs:
+            text = text.replace(old, new)
+        texts.append(text)
+    return text_runs(texts)
+
+
+def test_builtin_ib_with_env_lines_reports_the_gid_index_nccl_used():
+    p = sc.parse_log((FIX / "ib-node0.log").read_text())
+    n = p["nccl"]
+    assert n["env_settings"]["NCCL_IB_GID_INDEX"] == "3"
+    assert n["env_settings"]["NCCL_SOCKET_IFNAME"] == "=enp1s0f1np1"
+    assert n["ib_connections"] == [
+        {"net_device": 0, "ib_device": 0, "port": 1, "qpn": 1172, "mtu": 5, "gid_index": 3,
+         "gid_address": "192.168.100.10"},
+        {"net_device": 1, "ib_device": 1, "port": 1, "qpn": 1175, "mtu": 5, "gid_index": 3,
+         "gid_address": "192.168.101.10"}]
+    assert p["start"]["nccl_debug_subsys"] == "INIT,NET,BOOTSTRAP,ENV"
+    s = sc.collective_section(runs("ib"), expect(RDMA), order=HOSTS)
+    assert s["status"] == "pass" and s["warnings"] == [], s["failures"]
+    assert s["reason"] == "all-reduce over NET/IB on 2 node(s), peak busbw 23.74 GB/s at 1 GiB"
+    w = s["nodes"]["spark-worker"]
+    assert w["rdma"] and w["rdma_reason"] == "NCCL's built-in IB transport"
+    assert (w["gid_index_pinned"], w["gid_index_used"], w["gid_index_nccl_env"]) == (3, 3, "3")
+    assert w["gid_index_source"] == "NCCL's per-connection 'NET/IB: ... GID n' lines"
+    assert w["gid_by_device"] == {"roceP2p1s0f1": {"gid_index": 3, "address": "192.168.101.11"},
+                                  "rocep1s0f1": {"gid_index": 3, "address": "192.168.100.11"}}
+    assert w["gid_index_mismatch"] is None and w["bootstrap_source"] == "Bootstrap line"
+    md = "\n".join(sc.render_markdown(s))
+    assert ("| spark-head | NET/IB (RDMA) | rocep1s0f1,roceP2p1s0f1 / roceP2p1s0f1,rocep1s0f1 "
+            "| pinned 3 / NCCL 3 | enp1s0f1np1 (192.168.100.10) | 2.28.9+cuda13.0 |") in md
+
+
+def test_gid_index_from_nccls_env_line_alone():
+    """No per-connection line (e.g. NET left out): NCCL's ENV line is what it read."""
+    r = {h: {"measured": True, "rc": 0, "output": "\n".join(
+        line for line in run["output"].splitlines() if " GID 3 (" not in line)}
+        for h, run in runs("ib").items()}
+    n = sc.collective_section(r, expect(RDMA), order=HOSTS)["nodes"]["spark-head"]
+    assert n["gid_index_used"] == 3 and n["gid_by_device"] == {}
+    assert n["gid_index_source"] == ("NCCL's 'NCCL_IB_GID_INDEX set by environment to 3.' "
+                                     "line")
+
+
+def test_gid_index_mismatch_fails():
+    s = sc.collective_section(edited("ib", ("set by environment to 3.", "set by environment "
+                                            "to 1."), (" GID 3 (", " GID 1 (")),
+                              expect(RDMA), order=HOSTS)
+    assert s["status"] == "fail"
+    assert s["failures"][0].startswith(
+        "spark-head: GID index mismatch: NCCL read NCCL_IB_GID_INDEX=1 from its environment, "
+        "the env file pins 3. The pin is not what NCCL runs with")
+    n = s["nodes"]["spark-head"]
+    assert n["gid_index_used"] == 1 and n["gid_index_pinned"] == 3
+    assert "| pinned 3 / NCCL 1 (MISMATCH) |" in "\n".join(sc.render_markdown(s))
+    # the connections alone disagree with the pin
+    s = sc.collective_section(edited("ib", (" GID 3 (0/A65A8C0", " GID 5 (0/A65A8C0"),
+                                     (" GID 3 (0/B65A8C0", " GID 5 (0/B65A8C0")),
+                              expect(RDMA), order=HOSTS)
+    assert s["failures"][0].startswith("spark-head: GID index mismatch: NCCL's connections "
+                                       "used GID index 3,5, the env file pins 3")
+    assert s["nodes"]["spark-head"]["gid_index_used"] == [3, 5]
+    assert s["nodes"]["spark-head"]["gid_by_device"]["roceP2p1s0f1"]["gid_index"] == 5
+
+
+def test_gid_index_nccl_rejected_is_a_mismatch():
+    big = "99999999999999999999"
+    s = sc.collective_section(edited(
+        "ib", ('"NCCL_IB_GID_INDEX": "3"', '"NCCL_IB_GID_INDEX": "%s"' % big),
+        ("NCCL_IB_GID_INDEX set by environment to 3.",
+         "Invalid value %s for NCCL_IB_GID_INDEX, using default -1." % big)),
+        expect(RDMA), order=HOSTS)
+    assert s["status"] == "fail"
+    assert ("NCCL rejected NCCL_IB_GID_INDEX=%s and used its default -1 (auto-selection)"
+            % big) in s["failures"][0]
+
+
+def test_unpinned_gid_index_reports_what_nccl_chose_per_device():
+    """No NCCL_IB_GID_INDEX (spark_roce pins family/version instead): NCCL's own choice."""
+    s = sc.collective_section(edited(
+        "ib", ('"NCCL_IB_GID_INDEX": "3", ', ""),
+        ("NCCL INFO NCCL_IB_GID_INDEX set by environment to 3.", "NCCL INFO "
+         "NCCL_IB_ADDR_FAMILY set by environment to AF_INET")), expect(RDMA), order=HOSTS)
+    n = s["nodes"]["spark-head"]
+    assert s["status"] == "pass" and s["warnings"] == []
+    assert n["gid_index_pinned"] is None and n["gid_index_used"] == 3
+    assert n["gid_index_mismatch"] is None
+    assert "| pinned - / NCCL 3 |" in "\n".join(sc.render_markdown(s))
+
+
+def test_rdma_without_any_gid_line_warns_and_names_the_missing_subsystem():
+    r = {h: {"measured": True, "rc": 0, "output": "\n".join(
+        line.replace("INIT,NET,BOOTSTRAP,ENV", "INIT,BOOTSTRAP")
+        for line in run["output"].splitlines()
+        if " GID 3 (" not in line and "NCCL_IB_GID_INDEX set by" not in line)}
+        for h, run in runs("ib").items()}
+    s = sc.collective_section(r, expect(RDMA), order=HOSTS)
+    assert s["status"] == "pass"
+    assert s["warnings"][0] == (
+        "spark-head: NCCL did not say which GID index it used (no per-connection 'GID n' "
+        "line, no 'NCCL_IB_GID_INDEX set by environment' line); NCCL_DEBUG_SUBSYS="
+        "INIT,BOOTSTRAP lacks NET/ENV")
+
+
+def test_external_ibext_plugin_counts_as_rdma():
+    p = sc.parse_log((FIX / "ibext-node0.log").read_text())
+    assert p["nccl"]["network"] == "IBext_v11"
+    assert p["nccl"]["net_plugin"] == {"name": "NCCL RDMA Plugin v11", "api": 11}
+    assert p["nccl"]["net_plugins"]["IBext_v11"]["initialized"]
+    s = sc.collective_section(runs("ibext"), expect(RDMA), order=HOSTS)
+    assert s["status"] == "pass" and s["warnings"] == [], s["failures"]
+    n = s["nodes"]["spark-head"]
+    assert n["transport"] == "NET/IBext_v11" and n["rdma"]
+    assert n["rdma_reason"] == "NVIDIA's external IB plugin IBext_v11"
+    assert n["ib_devices_used"] == ["roceP2p1s0f1", "rocep1s0f1"]
+    assert (n["gid_index_used"], n["gid_index_pinned"], n["gid_index_mismatch"]) == (3, 3, None)
+    assert s["reason"].startswith("all-reduce over NET/IBext_v11 on 2 node(s)")
+    # older plugin builds call themselves plain "IBext"
+    s = sc.collective_section(edited("ibext", ("IBext_v11", "IBext")), expect(RDMA),
+                              order=HOSTS)
+    assert s["status"] == "pass" and s["nodes"]["spark-head"]["transport"] == "NET/IBext"
+
+
+def test_a_plugin_by_another_name_counts_when_its_own_lines_use_roce():
+    """NCCL's v10 wrapper keeps the name the plugin exported at load ("NCCL RDMA Plugin
+    v10"), spaces and all: RDMA because its own NET/IB line lists the RoCE devices."""
+    s = sc.collective_section(edited("ibext", ("(v11)", "(v10)"),
+                                     ("NCCL RDMA Plugin v11", "NCCL RDMA Plugin v10"),
+                                     ("IBext_v11", "NCCL RDMA Plugin v10")),
+                              expect(RDMA), order=HOSTS)
+    assert s["status"] == "pass", s["failures"]
+    n = s["nodes"]["spark-head"]
+    assert n["transport"] == "NET/NCCL RDMA Plugin v10" and n["rdma"]
+    assert n["rdma_reason"] == ("external net plugin NCCL RDMA Plugin v10 on "
+                                "rocep1s0f1/RoCE,roceP2p1s0f1/RoCE")
+    assert n["ib_devices_used"] == ["roceP2p1s0f1", "rocep1s0f1"]
+
+
+def test_a_non_rdma_plugin_fails_where_rdma_is_expected():
+    """AWS-OFI ("AWS Libfabric") prints no NET/IB line of its own; an IB plugin that failed
+    before it does not lend it its devices."""
+    s = sc.collective_section(edited(
+        "ibext", ("IBext_v11", "AWS Libfabric"),
+        ("Initialized NET plugin AWS Libfabric", "Failed to initialize NET plugin IBext_v11"
+         "\nx:1:1 [0] NCCL INFO Initialized NET plugin AWS Libfabric")),
+        expect(RDMA), order=HOSTS)
+    assert s["status"] == "fail"
+    n = s["nodes"]["spark-head"]
+    assert not n["rdma"] and n["transport"] == "NET/AWS Libfabric" and n["ib_devices_used"] == []
+    assert "but NCCL used NET/AWS Libfabric" in s["failures"][0]
+    assert "NCCL said 'NET/IB : No device found' / could not initialize IB" in s["failures"][0]
+    s = sc.collective_section(edited("ibext", ("NET/IB : Using [0]rocep1s0f1:1/RoCE "
+                                               "[1]roceP2p1s0f1:1/RoCE", "NET/OFI Using"),
+                                     ("IBext_v11", "AWS Libfabric")),
+                              expect(RDMA), order=HOSTS)
+    assert ("the external net plugin AWS Libfabric is not an IB/RoCE transport"
+            in s["failures"][0])
+
+
+def test_socket_with_env_lines_stays_non_rdma():
+    p = sc.parse_log((FIX / "socket-node0.log").read_text())
+    assert p["nccl"]["env_settings"]["NCCL_IB_DISABLE"] == "1"
+    assert p["nccl"]["network"] == "Socket" and p["nccl"]["ib_failed"]
+    s = sc.collective_section(runs("socket"), expect(), threshold=2.0, order=HOSTS)
+    assert s["status"] == "pass" and s["warnings"] == []
+    n = s["nodes"]["spark-head"]
+    assert not n["rdma"] and n["gid_index_used"] is None and n["gid_index_pinned"] is None
+    s = sc.collective_section(runs("socket"), expect(RDMA), threshold=2.0, order=HOSTS)
+    assert s["status"] == "fail" and "NCCL_IB_DISABLE=1" in s["failures"][0]
+
+
+def test_nccl_line_formats_of_other_versions():
+    """master (v2.29.7+: '__func__: ... qp_num'), v2.18 ('Dev n Port'), master's
+    rail/plane device suffixes."""
+    text = "\n".join("h:1:2 [0] NCCL INFO " + m for m in (
+        "NET/IB : Using [0]mlx5_0:1:0/RoCE [1]mlx5_1:1::2/RoCE [RO]; OOB eth0:10.0.0.1<0>",
+        "NET/IB: ncclIbConnect: NCCL Dev 1 IbDev 1 Port 1 qp_num 77 mtu 5 GID 3 "
+        "(0/100000AFFFF0000) ctsFifoRkey=0x1 ctsFifoLkey=0x1",
+        "NET/IB: Dev 0 Port 1 qpn 76 mtu 4 GID 3 (0/100000AFFFF0000)",
+        "NET/IB: NCCL Dev 0 IbDev 0 Port 1 qpn 9 mtu 5 LID 0 subnet-prefix 0  FLID 0 "
+        "fifoRkey=0x1 fifoLkey=0x1"))
+    n = sc.parse_log(text)["nccl"]
+    assert [(d["name"], d["link_layer"]) for d in n["ib_devices"]] == [("mlx5_0", "RoCE"),
+                                                                        ("mlx5_1", "RoCE")]
+    assert [(c["ib_device"], c["qpn"], c["gid_index"], c["gid_address"])
+            for c in n["ib_connections"]] == [(1, 77, 3, "10.0.0.1"), (0, 76, 3, "10.0.0.1")]
+
+
+def test_c_int_reads_like_strtoll_base_0():
+    assert [sc._c_int(v) for v in ("3", "0x3", "03", "010", " 7", "-1", "", None, "x", 5)] == [
+        3, 3, 3, 8, 7, -1, None, None, None, 5]
+    assert sc._gid_address("80FE", "0") == "fe80::"  # raw bytes fe 80 .. read little-endian
+
+
+def test_probe_adds_env_to_nccl_debug_subsys():
+    probe = _probe_module()
+    assert probe.debug_subsys("INIT,NET,BOOTSTRAP") == "INIT,NET,BOOTSTRAP,ENV"
+    assert probe.debug_subsys("INIT,NET") == "INIT,NET,ENV"
+    assert probe.debug_subsys(None) == "INIT,NET,BOOTSTRAP,ENV"
+    assert probe.debug_subsys("init,env") == "init,env"
+    assert probe.debug_subsys("ALL") == "ALL"
+    assert probe.debug_subsys("^COLL,ENV") == "^COLL"
+    assert probe.debug_subsys("^ENV") == "ALL"
+    assert probe.debug_subsys("^ALL") == "ENV"
+    for value in ("INIT,NET", None, "^COLL,ENV", "ALL", "^ALL"):
+        assert sc.subsys_logs(probe.debug_subsys(value), "ENV"), value
+    assert not sc.subsys_logs("INIT,NET", "ENV") and sc.subsys_logs(None, "ENV")
+    assert not sc.subsys_logs(None, "NET") and not sc.subsys_logs("^NET", "NET")
+
+
+def test_probe_sets_nccl_debug_subsys_before_nccl_loads(capsys, monkeypatch):
+    probe = _probe_module()
+    monkeypatch.setenv("NCCL_DEBUG_SUBSYS", "INIT,NET,BOOTSTRAP")
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    assert probe.main(["--sizes", "1M"]) == 3  # stops at 'import torch', after the env
+    import os
+    assert os.environ["NCCL_DEBUG_SUBSYS"] == "INIT,NET,BOOTSTRAP,ENV"
+
+
 def _probe_module():
     path = ROOT / "roles" / "link_validation" / "files" / "spark_collective_probe.py"
     spec = importlib.util.spec_from_file_location("spark_collective_probe", path)
@@ -177,6 +414,7 @@ def test_probe_sizes_and_iterations():
 def test_probe_without_torch_reports_an_error_line(capsys, monkeypatch):
     probe = _probe_module()
     monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    monkeypatch.setenv("NCCL_DEBUG_SUBSYS", "INIT,NET")  # main() sets it: restored after
     assert probe.main(["--sizes", "1M"]) == 3
     parsed = sc.parse_log(capsys.readouterr().out)
     assert parsed["errors"][0]["stage"] == "import"

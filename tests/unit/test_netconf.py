@@ -65,6 +65,37 @@ def links():
     return nc.parse_ip_addr(json.loads((FIX / "ip-addr.json").read_text()))
 
 
+# Ubuntu 23.10+ (DGX OS): NetworkManager keeps its profiles in /etc/netplan/90-NM-<uuid>.yaml
+# (shapes and sources: fixtures/netconf/ubuntu-nm/README.md)
+UBUNTU = FIX / "ubuntu-nm"
+BY_HAND = "5f2c8e1a-93d4-4b7e-a0c6-1e8d2f7b9a35"
+WIRED2 = "0b5d7a3e-2222-4c2e-9a53-000000000002"
+MGMT = "6c1d0f2a-3333-4a8e-8f00-000000000003"
+BY_HAND_FILE = f"/etc/netplan/90-NM-{BY_HAND}.yaml"
+
+
+def stage_files(stage):
+    return [(f"/etc/netplan/{f.name}", f.read_text(), yaml.safe_load(f.read_text()))
+            for f in sorted((UBUNTU / stage / "etc" / "netplan").glob("*.yaml"))]
+
+
+def ubuntu_state(stage, takeover=True, netplan=None):
+    base = UBUNTU / stage
+    details = {}
+    for f in sorted((base / "nmcli").glob("detail-*.txt")):
+        d = nc.parse_nm_details(f.read_text())
+        details[d["connection.uuid"]] = d
+    return nc.build_state(
+        RAILS, stage_files(stage) if netplan is None else netplan,
+        nc.parse_ip_addr(json.loads((base / "ip-addr.json").read_text())), True,
+        nc.parse_nm_connections((base / "nmcli" / "connections.txt").read_text()), details,
+        nc.parse_nm_devices((base / "nmcli" / "devices.txt").read_text()), own_path=OWN, takeover=takeover)
+
+
+def profile(rep, name):
+    return next(p for p in rep["nm_profiles"] if p["name"] == name)
+
+
 def test_netplan_files_read_order_and_shadowing():
     listing = {
         "/lib/netplan": ["00-base.yaml", "40-cx7.yaml"],
@@ -302,6 +333,145 @@ def test_journal_takeover_and_restore_round_trip(tmp_path):
     assert pathlib.Path(directory + ".restored", "manifest.json").exists()
 
 
+def test_nm_netplan_profile_on_a_rail_is_reported_as_a_profile_not_as_netplan():
+    state = ubuntu_state("before", takeover=False)
+    # NetworkManager's files are neither a match: problem nor netplan files to take over
+    assert not [p for p in state["problems"] if "match: block" in p]
+    assert {f["path"]: (f["action"], f["nm_uuids"]) for f in state["files"]} == {
+        "/etc/netplan/01-network-manager-all.yaml": ("keep", []),
+        BY_HAND_FILE: ("keep", [BY_HAND]),
+        f"/etc/netplan/90-NM-{MGMT}.yaml": ("keep", [MGMT])}
+    r0, r1 = state["rails"]
+    assert r0["netplan"] == []
+    by_hand = profile(r0, "rail0-by-hand")
+    assert by_hand["netplan"] is False and by_hand["netplan_file"] == BY_HAND_FILE
+    assert by_hand["active"] and by_hand["bound"] and by_hand["addresses"] == ["192.168.100.10/24"]
+    (conflict,) = r0["conflicts"]
+    assert conflict["address"] == "192.168.100.10/24"
+    assert conflict["source"] == f"NetworkManager profile 'rail0-by-hand' ({BY_HAND}) in {BY_HAND_FILE}"
+    assert profile(r1, "Wired connection 2")["netplan_file"] is None
+    (problem,) = state["problems"]
+    assert "enp1s0f1np1 holds a foreign static address 192.168.100.10/24" in problem
+    assert "'rail0-by-hand' (autoconnect, active, in " + BY_HAND_FILE + ")" in "\n".join(nc.summary_lines(state))
+
+
+def test_takeover_disables_nm_netplan_profiles_and_leaves_their_files():
+    state = ubuntu_state("before")
+    assert state["problems"] == []
+    plan = state["plan"]
+    assert plan["files"] == []
+    assert [(p["name"], p["interface"], p["netplan_file"]) for p in plan["nm_profiles"]] == [
+        ("rail0-by-hand", "enp1s0f1np1", BY_HAND_FILE), ("Wired connection 2", "enP2p1s0f1np1", None)]
+    assert "spark-lab-mgmt" not in str(plan) and MGMT not in str(plan)
+
+
+def test_run_after_the_takeover_plans_nothing():
+    # nmcli ... connection.autoconnect no rewrote rail0-by-hand's file (passthrough) and wrote
+    # Wired connection 2's; the role's file is in place and netplan's profiles are up
+    state = ubuntu_state("after")
+    assert state["problems"] == []
+    assert state["plan"] == {"files": [], "nm_profiles": []}
+    assert {f["path"]: f["action"] for f in state["files"]}[OWN] == "own"
+    assert all(f["action"] == "keep" for f in state["files"] if f["path"] != OWN)
+    r0, r1 = state["rails"]
+    assert [(d["file"], d["own"]) for d in r0["netplan"]] == [(OWN, True)]
+    assert profile(r0, "rail0-by-hand")["autoconnect"] is False
+    assert profile(r0, "netplan-enp1s0f1np1")["netplan"] is True
+    assert profile(r1, "Wired connection 2")["autoconnect"] is False
+    assert profile(r1, "Wired connection 2")["netplan_file"] == f"/etc/netplan/90-NM-{WIRED2}.yaml"
+    # the disabled profile's address is reported, but is no conflict: a run without
+    # qsfp_link_takeover after the takeover is not refused over what it disabled
+    assert r0["nm_connection"] == "netplan-enp1s0f1np1" and r0["conflicts"] == []
+    assert r0["foreign"] == [
+        {"address": "192.168.100.10/24", "kind": "static", "other_subnet": True, "dormant": True,
+         "source": f"NetworkManager profile 'rail0-by-hand' ({BY_HAND}) in {BY_HAND_FILE} (autoconnect off)"}]
+    assert ubuntu_state("after", takeover=False)["problems"] == []
+    view = nc.netplan_view(stage_files("after"), [{"interface": "enp1s0f1np1", "mac": None},
+                                                  {"interface": "enP2p1s0f1np1", "mac": "02:42:c6:12:65:0b"}], OWN)
+    assert view["nm_netplan"][BY_HAND] == {"file": BY_HAND_FILE, "id": f"NM-{BY_HAND}", "uuid": BY_HAND,
+                                           "name": "rail0-by-hand", "autoconnect": False, "rails": ["enp1s0f1np1"]}
+    assert view["nm_netplan"][WIRED2]["rails"] == ["enP2p1s0f1np1"]
+    assert view["nm_netplan"][MGMT]["autoconnect"] is True and view["nm_netplan"][MGMT]["rails"] == []
+
+
+def test_which_profiles_are_netplans_own():
+    run = "/run/NetworkManager/system-connections/"
+
+    def conn(name, uuid, filename):
+        return {"name": name, "uuid": uuid, "type": "802-3-ethernet", "device": None,
+                "autoconnect": True, "filename": run + filename}
+
+    # NetworkManager's own, even named netplan-* (netplan's test_keyfile_ip4_linklocal_ip6_ignore)
+    assert nc.nm_profile(conn("netplan-eth1", BY_HAND, f"netplan-NM-{BY_HAND}.nmconnection"), {})["netplan"] is False
+    assert nc.nm_profile(conn("x", BY_HAND, f"netplan-NM-{BY_HAND}.nmconnection"), {})["netplan_file"] is None
+    # netplan's own profile of a definition, and one of another uuid's NM- id
+    assert nc.nm_profile(conn("netplan-enp1s0f1np1", WIRED2, "netplan-enp1s0f1np1.nmconnection"), {})["netplan"]
+    assert nc.nm_profile(conn("y", WIRED2, f"netplan-NM-{BY_HAND}.nmconnection"), {})["netplan"]
+    # known from the 90-NM file whatever its generated name
+    nm_netplan = {WIRED2: {"file": "/etc/netplan/90-NM-x.yaml"}}
+    assert nc.nm_profile(conn("netplan-z", WIRED2, "netplan-z.nmconnection"), {}, nm_netplan)["netplan"] is False
+
+
+WRITEBACK = """network:
+  version: 2
+  ethernets:
+    enp1s0f1np1:
+      renderer: NetworkManager
+      match: {}
+      addresses:
+      - "198.18.100.10/24"
+      - "10.0.0.5/24"
+      networkmanager:
+        uuid: "8d3e6f0a-1b2c-3d4e-8f5a-6b7c8d9e0f11"
+        name: "netplan-enp1s0f1np1"
+"""
+
+
+@pytest.mark.parametrize("with_own", [True, False])
+def test_nm_write_back_of_a_rails_netplan_definition_stays_netplan(with_own):
+    # `nmcli connection modify netplan-enp1s0f1np1 +ipv4.addresses 10.0.0.5/24` writes this
+    # under netplan's id (netplan's test_keyfile_existing_id): it overrides the rail's
+    # definition, so it is moved away (journaled) like any netplan definition of a rail, and
+    # netplan's profile is never disabled
+    own = [(OWN, (UBUNTU / "after" / "etc" / "netplan" / "40-cx7.yaml").read_text())] if with_own else []
+    path = "/etc/netplan/90-NM-8d3e6f0a-1b2c-3d4e-8f5a-6b7c8d9e0f11.yaml"
+    view = nc.netplan_view(files(("/etc/netplan/01-network-manager-all.yaml", NM_ALL), *own, (path, WRITEBACK)),
+                           [{"interface": r["interface"], "mac": None} for r in RAILS], OWN)
+    assert view["problems"] == [] and view["nm_netplan"] == {}
+    row = view["files"][-1]
+    assert (row["action"], row["rail_ids"], row["nm_uuids"]) == ("move", ["enp1s0f1np1"], [])
+    assert view["rails"]["enp1s0f1np1"][-1]["file"] == path
+    assert view["rails"]["enp1s0f1np1"][-1]["addresses"] == ["198.18.100.10/24", "10.0.0.5/24"]
+
+
+def test_restore_renders_a_rail_of_an_nm_netplan_profile_with_networkmanager():
+    # default renderer networkd, no netplan definition of rail 0, rail0-by-hand bound to it
+    netplan = [f for f in stage_files("before") if "01-network-manager" not in f[0]]
+    restore = [c["argv"] for c in ubuntu_state("before", netplan=netplan)["restore"]]
+    assert ["nmcli", "device", "connect", "enp1s0f1np1"] in restore
+    assert ["networkctl", "reconfigure", "enP2p1s0f1np1"] in restore
+
+
+def test_journal_keeps_a_copy_of_an_nm_netplan_profile_and_restore_leaves_it_to_nm(tmp_path):
+    netplan = tmp_path / "etc" / "netplan"
+    netplan.mkdir(parents=True)
+    before = (UBUNTU / "before" / "etc" / "netplan" / f"90-NM-{BY_HAND}.yaml").read_text()
+    after = (UBUNTU / "after" / "etc" / "netplan" / f"90-NM-{BY_HAND}.yaml").read_text()
+    (netplan / f"90-NM-{BY_HAND}.yaml").write_text(before)
+    plan = {"files": [], "nm_profiles": [{"uuid": BY_HAND, "name": "rail0-by-hand", "filename": None,
+                                          "interface": "enp1s0f1np1", "netplan_file": BY_HAND_FILE}]}
+    journal = "/var/lib/spark-cluster/qsfp-journal"
+    directory, manifest = nc.journal_takeover(plan, ["enp1s0f1np1"], journal, "20261129T230000Z",
+                                              root=str(tmp_path), dump=yaml.safe_dump, load=yaml.safe_load)
+    assert (netplan / f"90-NM-{BY_HAND}.yaml").read_text() == before  # left in place
+    stored = manifest["nm_profiles"][0]["stored"]
+    assert pathlib.Path(directory, stored).read_text() == before and manifest["files"] == []
+    assert "stored" not in plan["nm_profiles"][0]
+    (netplan / f"90-NM-{BY_HAND}.yaml").write_text(after)  # NetworkManager's autoconnect no
+    assert nc.journal_restore(directory, str(tmp_path))["nm_profiles"][0]["uuid"] == BY_HAND
+    assert (netplan / f"90-NM-{BY_HAND}.yaml").read_text() == after  # nmcli turns it back on
+
+
 # ---------------------------------------------------------------- modules
 
 def run_module(module, args, capsys):
@@ -312,27 +482,38 @@ def run_module(module, args, capsys):
     return exc.value.code, json.loads(capsys.readouterr().out)
 
 
-def fake_commands(monkeypatch, nm_running=True):
-    """AnsibleModule.run_command answering like a DGX OS node (fixtures); records calls."""
+def fake_commands(monkeypatch, nm_running=True, stage=None):
+    """AnsibleModule.run_command answering like a DGX OS node (fixtures, or the readings of
+    one stage of ubuntu-nm/); records calls."""
     from ansible.module_utils.basic import AnsibleModule
 
     calls = []
-    details = {"0b5d7a3e-1111-4c2e-9a53-000000000001": "wired1", "0b5d7a3e-2222-4c2e-9a53-000000000002": "wired2",
-               "6c1d0f2a-3333-4a8e-8f00-000000000003": "mgmt", "7f00aa11-4444-4b00-8c00-000000000004": "old"}
+    if stage:
+        base = UBUNTU / stage
+        readings = {"ip": base / "ip-addr.json", "connections": base / "nmcli" / "connections.txt",
+                    "devices": base / "nmcli" / "devices.txt"}
+        details = {nc.parse_nm_details(f.read_text())["connection.uuid"]: f
+                   for f in (base / "nmcli").glob("detail-*.txt")}
+    else:
+        readings = {"ip": FIX / "ip-addr.json", "connections": FIX / "nm-connections.txt",
+                    "devices": FIX / "nm-devices.txt"}
+        details = {uuid: FIX / f"nm-detail-{name}.txt" for uuid, name in (
+            ("0b5d7a3e-1111-4c2e-9a53-000000000001", "wired1"), ("0b5d7a3e-2222-4c2e-9a53-000000000002", "wired2"),
+            ("6c1d0f2a-3333-4a8e-8f00-000000000003", "mgmt"), ("7f00aa11-4444-4b00-8c00-000000000004", "old"))}
 
     def run_command(self, argv, **kwargs):
         calls.append(list(argv))
         if argv[:2] == ["ip", "-j"]:
-            return 0, (FIX / "ip-addr.json").read_text(), ""
+            return 0, readings["ip"].read_text(), ""
         if argv[:3] == ["nmcli", "-t", "-f"] and argv[3] == "RUNNING":
             return (0, "running\n", "") if nm_running else (8, "", "Error: NetworkManager is not running.")
         if argv[:2] == ["nmcli", "-t"] and argv[-2:] == ["connection", "show"]:
-            return 0, (FIX / "nm-connections.txt").read_text(), ""
+            return 0, readings["connections"].read_text(), ""
         if argv[:2] == ["nmcli", "-t"] and "uuid" in argv:
-            name = details.get(argv[-1])
-            return (0, (FIX / f"nm-detail-{name}.txt").read_text(), "") if name else (10, "", "no such connection")
+            found = details.get(argv[-1])
+            return (0, found.read_text(), "") if found else (10, "", "no such connection")
         if argv[:2] == ["nmcli", "-t"] and argv[-1] == "device":
-            return 0, (FIX / "nm-devices.txt").read_text(), ""
+            return 0, readings["devices"].read_text(), ""
         if argv[:3] == ["nmcli", "connection", "modify"]:
             return (0, "", "") if argv[4] in details else (10, "", "Error: unknown connection")
         if argv[0] == "systemctl":
@@ -411,3 +592,46 @@ def test_module_qsfp_takeover_round_trip_survives_a_missing_profile(tmp_path, mo
     assert out["restored"] == [str(out_dir)]
     assert "Wired connection 1" in out["warnings_seen"][0]
     assert warned == out["warnings_seen"]
+
+
+def test_modules_take_nm_netplan_profiles_over_once_and_restore_them(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import qsfp_netstate
+    import qsfp_takeover
+    from ansible.module_utils.basic import AnsibleModule
+
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, msg: None)
+    root = tmp_path / "root"
+    shutil.copytree(UBUNTU / "before" / "etc", root / "etc")
+    nm_file = root / BY_HAND_FILE.lstrip("/")
+    journal = "/var/lib/spark-cluster/qsfp-journal"
+    calls = fake_commands(monkeypatch, stage="before")
+    _rc, out = run_module(qsfp_netstate, {"rails": RAILS, "root": str(root), "takeover": True,
+                                          "_ansible_check_mode": True}, capsys)
+    plan = out["ansible_facts"]["qsfp_netstate"]["plan"]
+    rc, out = run_module(qsfp_takeover, {"plan": plan, "rails": [r["interface"] for r in RAILS],
+                                         "root": str(root), "journal_root": journal}, capsys)
+    assert rc == 0 and out["changed"] is True, out
+    modified = [c[4] for c in calls if c[:3] == ["nmcli", "connection", "modify"]]
+    assert modified == [BY_HAND, WIRED2]
+    assert out["files"] == [] and nm_file.read_text() == (UBUNTU / "before" / BY_HAND_FILE.lstrip("/")).read_text()
+    # what NetworkManager and the role's apply leave: the second run changes nothing
+    shutil.rmtree(root / "etc")
+    shutil.copytree(UBUNTU / "after" / "etc", root / "etc")
+    calls = fake_commands(monkeypatch, stage="after")
+    _rc, out = run_module(qsfp_netstate, {"rails": RAILS, "root": str(root), "takeover": True,
+                                          "_ansible_check_mode": True}, capsys)
+    state = out["ansible_facts"]["qsfp_netstate"]
+    assert state["problems"] == [] and state["plan"] == {"files": [], "nm_profiles": []}
+    rc, out = run_module(qsfp_takeover, {"plan": state["plan"], "root": str(root), "journal_root": journal}, capsys)
+    assert rc == 0 and out["changed"] is False
+    assert not [c for c in calls if c[:3] == ["nmcli", "connection", "modify"]]
+    # restore: autoconnect back on through NetworkManager, its files not overwritten
+    rc, out = run_module(qsfp_takeover, {"state": "restore", "remove_own": True, "root": str(root),
+                                         "journal_root": journal}, capsys)
+    assert rc == 0 and out["changed"] is True and out["warnings_seen"] == [], out
+    assert [c[4:] for c in calls if c[:3] == ["nmcli", "connection", "modify"]] == [
+        [BY_HAND, "connection.autoconnect", "yes"], [WIRED2, "connection.autoconnect", "yes"]]
+    assert nm_file.read_text() == (UBUNTU / "after" / BY_HAND_FILE.lstrip("/")).read_text()
+    assert not (root / OWN.lstrip("/")).exists()

@@ -62,6 +62,9 @@ class FakeSystem:
     def unit_state(self, unit):
         return self.unit, "running"
 
+    def unit_props(self, unit):
+        return {"ActiveState": self.unit, "SubState": "running", "ExecMainExitTimestamp": "@1000"}
+
     def http_get(self, url, timeout=10):
         if url.endswith("/metrics"):
             return 200, self.metrics
@@ -345,3 +348,138 @@ def test_standin_still_completes_with_the_gauge(standin):
     _, metrics = system.http_get(url + "/metrics")
     assert wd.metric_value(metrics, "vllm:num_requests_running") == 0.0
     assert wd.metric_value(metrics, "vllm:generation_tokens_total") > 0
+
+
+# ------------------------------------------------------------------ prepare (every head start)
+
+@pytest.mark.parametrize("record, props, action", [
+    # a fresh worker started by site.yml, waiting for the master: left alone
+    ({"invocation": "i2", "joined": False}, {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"},
+     "keep"),
+    # it joined the head that died: a headless node never joins another
+    ({"invocation": "i1", "joined": True}, {"ActiveState": "active", "SubState": "running", "InvocationID": "i1"},
+     "restart"),
+    # killed, systemd's back-off pending: started now
+    ({"invocation": "i1", "joined": True}, {"ActiveState": "activating", "SubState": "auto-restart",
+                                            "InvocationID": ""}, "restart"),
+    ({"invocation": "i1", "joined": False}, {"ActiveState": "failed", "SubState": "failed", "InvocationID": "i1"},
+     "restart"),
+    # the guard has not written this run's record yet (or is not running)
+    ({"invocation": "i1", "joined": False}, {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"},
+     "unknown"),
+    (None, {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"}, "unknown"),
+])
+def test_prepare_decision(record, props, action):
+    assert wd.prepare_decision(record, props)[0] == action
+
+
+class AgentFake(FakeSystem):
+    def __init__(self, record, props, held=()):
+        super().__init__()
+        self.record, self.props, self.held_now = record, props, list(held)
+
+    def held(self, master_addr, master_port):
+        return self.held_now
+
+    def read_json(self, path):
+        return self.record
+
+    def unit_props(self, unit):
+        return self.props
+
+    def unit_state(self, unit):
+        return self.props["ActiveState"], self.props["SubState"]
+
+    def container_log(self, container, since):
+        return ["waiting for master at 198.18.100.10:29501"]
+
+
+def worker_cfg(**over):
+    cfg = {"role": "worker", "name": "w1", "unit": "spark-runtime.service", "container": "spark-runtime",
+           "worker_timeout_s": 60, "rendezvous_state_path": "/run/spark-cluster/rendezvous.json"}
+    cfg.update(over)
+    return cfg
+
+
+def test_prepare_keeps_a_fresh_worker_and_restarts_a_stale_one():
+    fresh = AgentFake({"invocation": "i2", "joined": False},
+                      {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"})
+    reply = wd.handle(worker_cfg(), {"action": "prepare", "reason": "start"}, fresh)
+    assert reply["ok"] and reply["message"].startswith("kept")
+    assert not [c for c in fresh.calls if c[:2] == ("run", "systemctl")]
+    stale = AgentFake({"invocation": "i1", "joined": True},
+                      {"ActiveState": "active", "SubState": "running", "InvocationID": "i1"})
+    reply = wd.handle(worker_cfg(), {"action": "prepare", "reason": "start"}, stale)
+    assert reply["ok"] and "joined an earlier head" in reply["message"]
+    # reset-failed then restart: a manual start, which systemd's crash back-off does not delay
+    assert [c[1:] for c in stale.calls if c[0] == "run"] == [
+        ("systemctl", "reset-failed", "spark-runtime.service"), ("systemctl", "restart", "spark-runtime.service")]
+
+
+def test_prepare_without_a_record_waits_for_the_guard_then_restarts_to_be_sure():
+    agent = AgentFake(None, {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"})
+    t0 = agent.t
+    reply = wd.handle(worker_cfg(rendezvous_wait_s=5), {"action": "prepare", "reason": "start"}, agent)
+    assert reply["ok"] and "no record" in reply["message"]
+    assert agent.t - t0 >= 5
+    assert ("run", "systemctl", "restart", "spark-runtime.service") in agent.calls
+
+
+def test_head_prepares_every_worker_and_never_blocks_its_own_start(tmp_path):
+    system = FakeSystem(worker_ok=False)
+    replies = wd.prepare_workers(head_cfg(tmp_path), system)
+    assert [c for c in system.calls if c[0] == "ask"] == [("ask", "192.168.100.11", "prepare"),
+                                                            ("ask", "192.168.100.12", "prepare")]
+    assert set(replies) == {"w1", "w2"}
+    assert any("starts anyway" in line for line in system.lines)
+    # the command exits 0 whatever the agents said: the unit's start goes on
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(head_cfg(tmp_path)))
+    assert wd.main(["prepare", "--config", str(cfg_path)], system=FakeSystem(worker_ok=False)) == 0
+
+
+def test_prepare_restarts_a_worker_holding_a_connection_to_an_earlier_store_even_unrecorded():
+    """Found in the lab (five rounds of kills): the worker joined a head that was killed
+    two seconds later, between two probes of its guard, whose record still said "waiting
+    for the first join". The socket it still holds (CLOSE_WAIT) says it joined."""
+    props = {"ActiveState": "active", "SubState": "running", "InvocationID": "i2"}
+    record = {"invocation": "i2", "joined": False}
+    assert wd.prepare_decision(record, props)[0] == "keep"
+    assert wd.prepare_decision(record, props, [(40000, 29501)])[0] == "restart"
+    agent = AgentFake(record, props, held=[(40000, 29501)])
+    reply = wd.handle(worker_cfg(master_addr="198.18.100.10", master_port=29501),
+                      {"action": "prepare", "reason": "start"}, agent)
+    assert reply["ok"] and "holds 1 connection" in reply["message"]
+    assert ("run", "systemctl", "restart", "spark-runtime.service") in agent.calls
+
+
+def test_prepare_restarts_a_worker_whose_run_began_before_the_heads_last_run_ended():
+    """No sampling can miss this one: a worker started (by systemd, after it was killed)
+    while the old head still ran may have joined that head; the head's previous run ended
+    at 1000, so a run that began at 990 is stale and one that began at 1010 is fresh."""
+    record = {"invocation": "i2", "joined": False}
+    stale = {"ActiveState": "active", "SubState": "running", "InvocationID": "i2", "ExecMainStartTimestamp": "@990"}
+    fresh = dict(stale, ExecMainStartTimestamp="@1010")
+    assert wd.prepare_decision(record, stale, (), 1000.0)[0] == "restart"
+    assert wd.prepare_decision(record, fresh, (), 1000.0)[0] == "keep"
+    assert wd.prepare_decision(record, stale, (), 0.0)[0] == "keep"  # first start since boot: no boundary
+
+
+def test_the_boundary_is_the_previous_runs_end_while_starting_and_the_current_start_while_waiting():
+    assert wd.fresh_after({"ActiveState": "activating", "ExecMainExitTimestamp": "@1000",
+                           "ExecMainStartTimestamp": "@900"}) == 1000.0
+    assert wd.fresh_after({"ActiveState": "active", "ExecMainExitTimestamp": "",
+                           "ExecMainStartTimestamp": "@1200"}) == 1200.0
+    assert wd.fresh_after({"ActiveState": "activating", "ExecMainExitTimestamp": ""}) == 0.0
+    assert wd.unix_time("n/a") == 0.0 and wd.unix_time("@12.5") == 12.5
+
+
+def test_the_head_sends_its_boundary_with_the_request(tmp_path):
+    sent = []
+
+    class Head(FakeSystem):
+        def ask(self, address, port, source, message, timeout):
+            sent.append(json.loads(json.loads(message)["body"]))
+            return {"ok": True, "message": "kept"}
+    wd.prepare_workers(head_cfg(tmp_path), Head(unit="activating"))
+    assert [b["fresh_after"] for b in sent] == [1000.0, 1000.0]

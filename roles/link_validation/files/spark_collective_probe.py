@@ -5,7 +5,11 @@ Started on every node at once, inside the runtime image, with that node's runtim
 file (VLLM_HOST_IP, NCCL_SOCKET_IFNAME, NCCL_IB_HCA, NCCL_IB_GID_INDEX, MASTER_ADDR,
 MASTER_PORT, NODE_RANK, NNODES), so it meets the same rendezvous (rail 0) and the same
 NCCL settings as the real start. Run it with NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
-so NCCL says what it chose (transport, HCAs, GID index, bootstrap interface).
+(the collective_probe module passes INIT,NET,BOOTSTRAP,ENV) so NCCL says what it chose
+(transport, HCAs, bootstrap interface, per-connection GID index). The probe adds ENV to
+NCCL_DEBUG_SUBSYS before NCCL starts (keeping what was asked): NCCL prints "NCCL_IB_GID_INDEX
+set by environment to N." only under ENV (src/misc/param.cc, ncclLoadParam), and without it
+the report could only repeat the pinned value.
 
 Prints one machine-readable line per event, "SPARK_COLLECTIVE <json>":
   start   (rank, world size, torch/NCCL/CUDA versions, GPU, rendezvous, pinned env)
@@ -35,6 +39,32 @@ PIN_KEYS = ("VLLM_HOST_IP", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES",
             "NCCL_NET", "NCCL_IB_MERGE_NICS", "NCCL_NVLS_ENABLE", "NCCL_CUMEM_ENABLE",
             "NCCL_P2P_DISABLE", "NCCL_SHM_DISABLE")
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+DEFAULT_DEBUG_SUBSYS = "INIT,NET,BOOTSTRAP,ENV"  # library/collective_probe.py's extra_env
+
+
+def debug_subsys(value):
+    """NCCL_DEBUG_SUBSYS with ENV let through, everything else as it was.
+
+    NCCL (src/debug.cc) reads a comma list, '^' inverting it, ALL for every subsystem;
+    unset means INIT,BOOTSTRAP,ENV (no NET): then the module's list (ENV included).
+    'INIT,NET' -> 'INIT,NET,ENV'; '^ENV,COLL' -> '^COLL'; 'ALL' and '^COLL' unchanged;
+    '^ALL' (nothing) -> 'ENV'."""
+    value = (value or "").strip()
+    if not value:
+        return DEFAULT_DEBUG_SUBSYS
+    invert = value.startswith("^")
+    names = [n.strip() for n in value.lstrip("^").split(",") if n.strip()]
+    upper = [n.upper() for n in names]
+    if invert:
+        if "ALL" in upper:  # '^ALL': nothing asked, ENV alone then
+            return "ENV"
+        kept = [n for n in names if n.upper() != "ENV"]
+        return "^" + ",".join(kept) if kept else "ALL"
+    if "ENV" in upper or "ALL" in upper:
+        return ",".join(names)
+    return ",".join(names + ["ENV"])
 
 
 def parse_size(text):
@@ -91,6 +121,8 @@ def main(argv=None):
     ap.add_argument("--gpus-per-node", type=int, default=_env_int("GPUS_PER_NODE", default=1))
     args = ap.parse_args(argv)
     t0 = time.time()
+    # before torch loads NCCL: NCCL reads NCCL_DEBUG_SUBSYS once, at its first log line
+    os.environ["NCCL_DEBUG_SUBSYS"] = debug_subsys(os.environ.get("NCCL_DEBUG_SUBSYS"))
     try:
         sizes = size_list(args.sizes)
         budget = parse_size(args.budget)
@@ -112,7 +144,8 @@ def main(argv=None):
     info = dict(rank=rank, world_size=world, local_rank=local_rank, node_rank=node_rank,
                 host=socket.gethostname(), master=master, pins=pins,
                 torch=torch.__version__, cuda=torch.version.cuda, nccl=None, gpu=None,
-                sizes=sizes)
+                sizes=sizes, nccl_debug=os.environ.get("NCCL_DEBUG"),
+                nccl_debug_subsys=os.environ["NCCL_DEBUG_SUBSYS"])
     if not torch.cuda.is_available():
         emit("error", stage="cuda", rank=rank, error="no CUDA device visible to PyTorch")
         return 3

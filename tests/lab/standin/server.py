@@ -28,8 +28,13 @@ It keeps the real runtime's contract, so that the lab fails where real Sparks wo
   ``RuntimeError: ifa != nullptr. Unable to find address for: <if>``, exit 1 (gloo);
   ``NCCL_SOCKET_IFNAME`` must be ``=<gloo interface>`` and ``VLLM_HOST_IP`` an address of
   that interface;
-- binds only on ``VLLM_HOST_IP`` (rendezvous) and ``--host`` (API);
-- rank 0 listens on ``MASTER_ADDR:MASTER_PORT`` and waits for ``nnodes-1`` workers
+- the rendezvous is torch's ``TCPStore``'s: rank 0 listens on ``[::]:MASTER_PORT``,
+  dual-stack (torch's libuv daemon binds ``::`` first and falls back to ``0.0.0.0`` only
+  when that fails), and a worker's client connects through an ``AF_INET6`` socket to the
+  v4-mapped ``::ffff:MASTER_ADDR`` (torch tries IPv6 first with ``AI_V4MAPPED``), from the
+  source address the route picks (no bind): both sides' rows are in ``/proc/net/tcp6``
+  (docs/real-stack.md);
+- rank 0 waits on its store for ``nnodes-1`` workers
   (``STANDIN_RENDEZVOUS_TIMEOUT_S``, like vLLM's store timeout), keeps every worker's
   connection open while it serves, and refuses a join once the rendezvous is complete;
   when a worker goes away it does NOT exit (the next collective would hang): it logs the
@@ -515,10 +520,14 @@ def phases(delay, shards, rank):
         time.sleep(delay)
 
 
+GONE = set()  # connections whose peer closed: kept, never written to again
+
+
 def hold_peer(conn, what, on_loss):
     """Watch a peer's connection; when it closes, call on_loss (never exit: the real
     runtime's ranks do not notice a remote peer's death until a collective times out).
-    The socket is kept (CLOSE_WAIT), as a blocked collective keeps it."""
+    The socket is kept and no longer written to (CLOSE_WAIT, as a rank blocked in a
+    collective keeps its idle store socket: a write would draw a reset and close it)."""
     def run():
         try:
             while True:
@@ -527,6 +536,7 @@ def hold_peer(conn, what, on_loss):
                     break
         except OSError:
             pass
+        GONE.add(conn)
         on_loss(what)
     threading.Thread(target=run, daemon=True).start()
 
@@ -535,7 +545,7 @@ def heartbeat(conns):
     def run():
         while True:
             time.sleep(1)
-            for conn in list(conns):
+            for conn in [c for c in conns if c not in GONE]:
                 try:
                     conn.sendall(b".")
                 except OSError:
@@ -575,6 +585,50 @@ def refuse_late_joins(srv):
     threading.Thread(target=run, daemon=True).start()
 
 
+def store_listen(port):
+    """The store's listening socket as torch's libuv daemon opens it: ``::`` dual-stack
+    (IPV6_V6ONLY off), ``0.0.0.0`` only when IPv6 is unavailable."""
+    try:
+        srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        where = f"[::]:{port}"
+        addr = ("::", port)
+    except OSError:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        where, addr = f"0.0.0.0:{port}", ("0.0.0.0", port)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind(addr)
+        srv.listen(16)
+    except OSError:
+        srv.close()
+        raise
+    return srv, where
+
+
+def store_connect(addr, port, timeout):
+    """A store client's connection as torch's opens it: IPv6 first, the IPv4 master as
+    its v4-mapped address (getaddrinfo with AI_V4MAPPED), IPv4 only when that fails; no
+    bind (the route picks the source)."""
+    last = None
+    for family, flags in ((socket.AF_INET6, socket.AI_V4MAPPED | socket.AI_ALL), (socket.AF_INET, 0)):
+        try:
+            infos = socket.getaddrinfo(addr, port, family, socket.SOCK_STREAM, 0, flags | socket.AI_NUMERICSERV)
+        except socket.gaierror as exc:
+            last = exc
+            continue
+        for fam, kind, proto, _, sockaddr in infos:
+            sock = socket.socket(fam, kind, proto)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last = exc
+    raise last or OSError(f"no address for {addr}")
+
+
 def run_head(args, env, delay, shards):
     host_ip = env["VLLM_HOST_IP"]
     nnodes = args.nnodes
@@ -584,17 +638,14 @@ def run_head(args, env, delay, shards):
     if args.master_addr != host_ip:
         log(f"ERROR master_addr {args.master_addr} is not this node's VLLM_HOST_IP {host_ip}")
         return 1
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        srv.bind((args.master_addr, args.master_port))
+        srv, where = store_listen(args.master_port)
     except OSError as exc:
-        log(f"ERROR cannot listen on {args.master_addr}:{args.master_port}: {exc}")
+        log(f"ERROR cannot listen on the store port {args.master_port}: {exc}")
         return 1
-    srv.listen(16)
     timeout = env_float("STANDIN_RENDEZVOUS_TIMEOUT_S", 600)
     t0 = time.monotonic()
-    log(f"TCPStore listening on {args.master_addr}:{args.master_port}, "
+    log(f"TCPStore listening on {where} (tcp://{args.master_addr}:{args.master_port}), "
         f"waiting for {nnodes - 1} worker node(s)")
     conn_by_rank = {}
     while len(conn_by_rank) < nnodes - 1:
@@ -657,22 +708,17 @@ def join_master(args, host_ip, timeout):
     attempt = 0
     while time.monotonic() - t0 <= timeout:
         attempt += 1
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = None
         try:
-            sock.bind((host_ip, 0))
-        except OSError as exc:
-            log(f"ERROR cannot bind to VLLM_HOST_IP {host_ip}: {exc}")
-            raise SystemExit(1) from exc
-        sock.settimeout(2)
-        try:
-            sock.connect((args.master_addr, args.master_port))
+            sock = store_connect(args.master_addr, args.master_port, 2)
             sock.sendall((json.dumps({"rank": args.node_rank}) + "\n").encode())
             sock.settimeout(None)
             if attempt == 1 or attempt % 10 == 0:
-                log(f"connected to master {args.master_addr}:{args.master_port} from {host_ip}")
+                log(f"connected to master {args.master_addr}:{args.master_port} from {sock.getsockname()[0]}")
             answer = sock.recv(3)
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             if attempt == 1 or attempt % 10 == 0:
                 log(f"waiting for master at {args.master_addr}:{args.master_port} "
                     f"(attempt {attempt}: {exc.strerror or exc})")
