@@ -214,3 +214,42 @@ def test_prepare_runs_the_watchdog_beside_the_guard_or_says_why_not(tmp_path, ca
     assert ran[0][1].endswith("spark_watchdog.py")
     assert wd.prepare_workers(None, "stuck", run=None) is None
     assert "a person or start.yml must restart them" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ rows of a real TCPStore
+# tests/unit/fixtures/rendezvous: torch's TCPStore (libuv backend and the legacy one),
+# master in one network namespace, a client in another, captured by
+# scripts/capture_rendezvous.py (its README says how and with which torch).
+
+import pathlib  # noqa: E402
+
+REAL = pathlib.Path(__file__).parent / "fixtures" / "rendezvous"
+
+
+def real_rows(name, tables=("tcp", "tcp6")):
+    return wd.read_tables([str(REAL / f"{name}.{t}") for t in tables])
+
+
+def test_a_real_store_puts_every_row_in_tcp6_and_the_guard_sees_both_sides_joined():
+    for prefix in ("", "legacy-"):
+        assert wd.read_tables([str(REAL / f"{prefix}head.tcp"), str(REAL / f"{prefix}worker.tcp")]) == []
+        head = wd.observe(real_rows(f"{prefix}head"), "head", HEAD, PORT, [WORKER])
+        worker = wd.observe(real_rows(f"{prefix}worker"), "worker", HEAD, PORT)
+        assert len(head[WORKER]) == 1 and len(worker[STORE]) == 1, (prefix, head, worker)
+        # what the code before read (/proc/net/tcp alone) saw: nobody joined, on either side
+        assert wd.observe(real_rows(f"{prefix}head", ("tcp",)), "head", HEAD, PORT, [WORKER]) == {WORKER: set()}
+        assert wd.observe(real_rows(f"{prefix}worker", ("tcp",)), "worker", HEAD, PORT) == {STORE: set()}
+
+
+def test_a_real_store_after_a_kill_the_head_sees_the_worker_gone_and_the_worker_holds_close_wait():
+    watch = wd.Watch("head", misses=1)
+    assert watch.step("inv", True, wd.observe(real_rows("head"), "head", HEAD, PORT, [WORKER])) == ("none", "joined")
+    after = wd.observe(real_rows("head-after-worker-killed"), "head", HEAD, PORT, [WORKER])
+    assert watch.step("inv", True, after) == ("restart", "the rendezvous connection is gone")
+    # the head's own rank-0 client to its store is not a worker
+    assert all(peer == WORKER for peer in after)
+    # the worker whose head died keeps its socket, in CLOSE_WAIT: the agent's prepare sees it
+    rows = real_rows("worker-after-head-killed")
+    assert wd.observe(rows, "worker", HEAD, PORT) == {STORE: set()}
+    assert len(wd.held_connections(rows, HEAD, PORT)) == 1
+    assert wd.held_connections(real_rows("worker"), HEAD, PORT)  # and while joined, of course
