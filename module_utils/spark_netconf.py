@@ -24,8 +24,7 @@ with the profile, and a takeover turns its autoconnect off through ``nmcli`` (wh
 rewrites the file itself) instead of moving or stripping the file. A definition NetworkManager
 wrote back for one of netplan's own profiles (its id is a rail's, or another file's) stays
 netplan configuration. (canonical/netplan: src/netplan.c ``netplan_netdef_write_yaml``,
-src/parse-nm.c ``netplan_parser_load_keyfile``, src/nm.c; see
-tests/unit/fixtures/netconf/ubuntu-nm/README.md.)
+src/parse-nm.c ``netplan_parser_load_keyfile``, src/nm.c; docs/real-stack.md.)
 """
 
 from __future__ import annotations
