@@ -82,6 +82,8 @@ VARIABLES = {
 }
 REQUIRED = tuple(VARIABLES)
 RUNTIME_SOURCES = ("pull", "build")
+# settings that differ by how the image is had (the pulled image's layout is not the built one's)
+PER_SOURCE = ("binary", "runtime_paths", "kv_cache_dtypes")
 # max_cudagraph_capture_size computed as max_num_seqs x (num_speculative_tokens + 1)
 CAPTURE_FROM_SEQS = "seqs_x_draft"
 # tokenizer_revision equal to the model revision
@@ -159,6 +161,9 @@ def check(data, name):
         problems.append(f"runtime_source is {values['runtime_source']!r}, not one of {', '.join(RUNTIME_SOURCES)}")
     if values["runtime_source"] == "pull" and not DIGEST_REF_RE.match(str(values["image_ref"] or "")):
         problems.append(f"image_ref {values['image_ref']!r} is not NAME@sha256:<64 hex> (a pull profile names its image by digest)")
+    for key in PER_SOURCE:
+        if not isinstance(values[key], dict) or set(values[key]) != set(RUNTIME_SOURCES):
+            problems.append(f"{key} must give a value for each runtime source ({', '.join(RUNTIME_SOURCES)})")
     levels = values["thinking_levels"]
     if not isinstance(levels, dict) or not levels:
         problems.append("thinking_levels must map each level to its chat template kwargs")

@@ -96,7 +96,9 @@ def test_renamed_settings_are_defined_nowhere_else():
 # file lists
 PUBLIC_COMPUTED = {"runtime_image_id", "runtime_image_contract", "runtime_image_exports", "cacheable",
                    "serving_api_base_url",  # roles/status reads it
-                   "monitoring_teardown_dirs"}  # roles/teardown reads it
+                   "monitoring_teardown_dirs",  # roles/teardown reads it
+                   # each validate entry point's refusals, gathered by the preflight (playbooks/preflight.yml)
+                   "runtime_image_problems", "serving_problems", "hf_cache_problems"}
 # Internal names read outside their role (a known exception, not a pattern to follow)
 CROSS_READS = {("playbooks/cache.yml", "__hf_cache_validated")}
 RUN_FILES = ("*.yml", "playbooks/*.yml")
