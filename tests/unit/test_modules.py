@@ -73,6 +73,16 @@ def test_validate_inventory_host_scope_names_the_missing_twin(run_main):
     assert "spark-2: spark_rails[1].interface is 'enP2p1s0f1np1' (not on this host)" in out["msg"]
 
 
+def test_validate_inventory_returns_the_problems_for_the_preflight_to_gather(run_main):
+    """fail_on_problems false: the same per-item messages, returned, not failed (the
+    preflight lists every host's problems in one failure)."""
+    code, out = run_main(validate_inventory, {
+        "scope": "host", "host": "spark-2", "rails": rails(11), "fail_on_problems": False,
+        "interfaces": ["lo", "wlP9s9", "enp1s0f1np1"], "default_interface": "wlP9s9"}, check=True)
+    assert code == 0 and not out.get("failed")
+    assert "spark-2: spark_rails[1].interface is 'enP2p1s0f1np1' (not on this host)" in out["problems"][0]["message"]
+
+
 def test_validate_inventory_environment_scope_refuses_and_hides_values(run_main):
     code, out = run_main(validate_inventory, {
         "scope": "environment", "host": "spark-1",

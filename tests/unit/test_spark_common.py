@@ -98,7 +98,8 @@ PUBLIC_COMPUTED = {"runtime_image_id", "runtime_image_contract", "runtime_image_
                    "serving_api_base_url",  # roles/status reads it
                    "monitoring_teardown_dirs",  # roles/teardown reads it
                    # each validate entry point's refusals, gathered by the preflight (playbooks/preflight.yml)
-                   "runtime_image_problems", "serving_problems", "hf_cache_problems"}
+                   "runtime_image_problems", "serving_problems", "hf_cache_problems",
+                   "preflight_controller_problems", "preflight_host_problems"}
 # Internal names read outside their role (a known exception, not a pattern to follow)
 CROSS_READS = {("playbooks/cache.yml", "__hf_cache_validated")}
 RUN_FILES = ("*.yml", "playbooks/*.yml")

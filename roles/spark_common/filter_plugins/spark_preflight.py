@@ -5,6 +5,7 @@ refused once with the whole list.
     {{ host | spark_free_space_problem(data_root, free_bytes, need_gb, what) }}   -> [] or [line]
     {{ host | spark_serving_problems(settings) }}                                  -> [lines]
     {{ controller_lines | spark_preflight_report(node_lines, dropped) }}           -> {count, message}
+    {{ hostvars[host] | spark_preflight_host_lines }}                              -> that node's gathered lines
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def spark_serving_problems(host, settings):
         raise AnsibleFilterError(f"spark_serving_problems: {exc}") from exc
 
 
+HOST_FACTS = ("preflight_host_problems", "hf_cache_problems", "serving_problems", "runtime_image_problems")
+
+
+def spark_preflight_host_lines(hostvars_of_host):
+    """Every problem one node gathered, in check order (a node's hostvars)."""
+    lines = []
+    for fact in HOST_FACTS:
+        lines += list(hostvars_of_host.get(fact) or [])
+    return lines
+
+
 def spark_preflight_report(controller, nodes, dropped=()):
     count, message = spark_preflight.aggregate(list(controller or []), dict(nodes or {}), list(dropped or []))
     return {"count": count, "message": message}
@@ -50,4 +62,5 @@ class FilterModule:
             "spark_free_space_problem": spark_free_space_problem,
             "spark_serving_problems": spark_serving_problems,
             "spark_preflight_report": spark_preflight_report,
+            "spark_preflight_host_lines": spark_preflight_host_lines,
         }
