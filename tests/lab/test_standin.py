@@ -290,3 +290,72 @@ def test_the_roles_rendered_variables_build_head_only_through_the_stages(tmp_pat
     for stage, base in (("a", "mia-raf-pr1"), ("b", "mia-raf-pr1-nvfp4-a"), ("c", "mia-raf-pr1-nvfp4-b")):
         assert f"--build-arg BASE_IMAGE=vllm-dspark-runtime:{base} -f " in calls and f"Dockerfile.stage-{stage}" in calls
     assert "-t vllm-dspark-runtime:dspark-nvfp4-stage-c " in calls
+
+
+# --------------------------------------------------------------------------- each profile on each image
+
+import render_launch  # noqa: E402  (tests/lab on sys.path)
+
+
+def accepted(argv, image):
+    """The stand-in's start-up checks of one launch on one image: None or the refusal."""
+    args = server.parse_args(argv[1:], image)
+    return server.check_json_flags(args) or server.check_image_features(args, image) or server.check_topology(args, 1)
+
+
+@pytest.mark.parametrize("profile, source, image, binary", [
+    ("current", "pull", "anemll-0.1.1", "/usr/local/bin/vllm"),
+    ("current", "build", "dspark-stage-c", "/opt/env/bin/vllm"),
+    ("seed", "build", "dspark-stage-c", "/opt/env/bin/vllm"),
+])
+def test_each_profiles_rendered_launch_starts_on_its_image(profile, source, image, binary):
+    """roles/serving's compose file, rendered from the real defaults for the profile, is
+    accepted by the stand-in of the image that source gives (every flag known, the KV dtype
+    the image takes, nothing it refuses at start)."""
+    argv = render_launch.command(profile, source)
+    assert argv[0] == binary and argv[1] == "serve"
+    assert accepted(argv, image) is None
+
+
+def test_the_current_launch_has_the_recipes_shape():
+    argv = render_launch.command("current")
+    joined = " ".join(argv)
+    for flag in ("--kv-cache-dtype nvfp4_ds_mla", "--max-model-len 1048576", "--max-num-seqs 6",
+                 "--long-prefill-token-threshold 1024", "--max-cudagraph-capture-size 36", "--master-port 25000",
+                 "--async-scheduling", "--enable-chunked-prefill", "--moe-backend flashinfer_b12x",
+                 '--default-chat-template-kwargs {"thinking":true,"reasoning_effort":"max"}'):
+        assert flag in joined, flag
+    # an override of one setting follows through (the capture size is computed from it)
+    joined = " ".join(render_launch.command("current", serving_max_num_seqs=4))
+    assert "--max-num-seqs 4" in joined and "--max-cudagraph-capture-size 24" in joined
+
+
+def test_the_seed_launch_is_the_field_reports():
+    joined = " ".join(render_launch.command("seed"))
+    for flag in ("--kv-cache-dtype fp8", "--max-model-len 262144", "--max-num-seqs 1", "--master-port 29501",
+                 '--default-chat-template-kwargs {"thinking":true}', "--tokenizer-revision main"):
+        assert flag in joined, flag
+    for flag in ("--async-scheduling", "--long-prefill-token-threshold", "--moe-backend"):
+        assert flag not in joined, flag
+
+
+def test_an_image_refuses_what_the_real_one_refuses(capsys):
+    current = render_launch.command("current")
+    # the overlay image (the seed's lineage before stage-a) lacks nvfp4_ds_mla: vLLM's choices, exit 2
+    with pytest.raises(SystemExit) as exc:
+        server.parse_args(current[1:], "dspark-overlay")
+    assert exc.value.code == 2 and "invalid choice: 'nvfp4_ds_mla'" in capsys.readouterr().err
+    # the Anemll image rejects concurrent partial prefill at start (.env.dspark.example)
+    assert "Concurrent Partial Prefill" in accepted(current + ["--max-num-partial-prefills", "2"], "anemll-0.1.1")
+    assert accepted(current + ["--max-num-partial-prefills", "2"], "dspark-stage-c") is None
+    # and its toolchain is /usr/local/cuda, not /opt/env
+    which = lambda name, path: "/opt/env/bin/nvcc" if "/opt/env/bin" in path.split(":") else None  # noqa: E731
+    opt_env = {"PATH": "/opt/env/bin:/usr/bin", "CUDA_HOME": "/opt/env", "LD_LIBRARY_PATH": "/opt/env/lib"}
+    assert server.check_toolchain(opt_env, which=which, image="dspark-stage-c") == []
+    assert len(server.check_toolchain(opt_env, which=which, image="anemll-0.1.1")) == 2
+
+
+def test_an_unknown_image_name_is_refused():
+    with pytest.raises(SystemExit, match="not one of dspark-overlay, dspark-stage-c, anemll-0.1.1"):
+        server.image_of({"SPARK_STANDIN_RUNTIME": "vllm-latest"})
+    assert server.image_of({}) == "dspark-stage-c"
