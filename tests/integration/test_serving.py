@@ -16,7 +16,9 @@ import pytest
 
 from conftest import ROOT, http_get, lab_api_key
 
-MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
+# the served name of the default serving profile (roles/spark_common/profiles/current.yml)
+MODEL = "deepseek-v4-flash-0731"
+MASTER_PORT = 25000
 PARAMS = "/etc/spark-cluster/runtime-env.json"
 UNIT = "spark-runtime.service"
 
@@ -226,9 +228,9 @@ def test_rendezvous_and_api_bind_only_where_configured(host, hostvars, rails):
     listening = host.check_output("ss -Hltn")
     rail0 = rails[0]["address"].split("/")[0]
     if is_head(hostvars):
-        assert f"{rail0}:29501" in listening
+        assert f"{rail0}:{MASTER_PORT}" in listening
         assert f"{hostvars['spark_mgmt_address']}:8888" in listening
-    assert "0.0.0.0:29501" not in listening and "0.0.0.0:8888" not in listening
+    assert f"0.0.0.0:{MASTER_PORT}" not in listening and "0.0.0.0:8888" not in listening
     assert "*:8888" not in listening
 
 
