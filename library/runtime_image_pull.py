@@ -40,7 +40,7 @@ options:
     elements: str
     default: []
   timeout:
-    description: Seconds for one registry request (probe) or the pull.
+    description: Seconds for one registry request (probe), or for the whole pull (run under C(timeout)).
     type: int
     default: 30
   docker:
@@ -162,7 +162,10 @@ def run(module, request=None):
         if module.check_mode:
             result["message"] = f"would pull {p['ref']} (check mode)"
             return result
-        rc, out, err = module.run_command([p["docker"], "pull", p["ref"]])
+        rc, out, err = module.run_command(["timeout", str(p["timeout"]), p["docker"], "pull", p["ref"]])
+        if rc == 124:
+            module.fail_json(msg=f"docker pull {p['ref']} did not finish in {p['timeout']} s "
+                                 "(runtime_image_pull_timeout); nothing was tagged", **dict(result, kind="failed"))
         if rc != 0:
             kind, message = classify_pull_error(err or out, p["ref"])
             result.update(kind=kind)

@@ -121,6 +121,7 @@ def docker(monkeypatch, answers):
     calls = []
 
     def run_command(self, argv, *args, **kwargs):
+        argv = list(argv[2:]) if argv[0] == "timeout" else list(argv)  # `timeout N docker ...`
         calls.append(list(argv[1:]))
         answer = answers.get(tuple(argv[1:]), (1, "", "Error: No such image"))
         return answer(tuple(argv[1:])) if callable(answer) else answer
@@ -172,6 +173,13 @@ def test_a_failed_pull_is_a_clear_refusal_and_nothing_is_tagged(run_main, monkey
     assert not [c for c in calls if c[0] == "tag"]
 
 
+def test_a_pull_that_outlives_its_timeout_tags_nothing(run_main, monkeypatch):
+    calls = docker(monkeypatch, {("pull", REF): (124, "", "")})
+    code, out = run_main(runtime_image_pull, {"ref": REF, "name": NAME, "timeout": 5})
+    assert code == 1 and "did not finish in 5 s" in out["msg"]
+    assert not [c for c in calls if c[0] == "tag"]
+
+
 def test_an_image_without_the_pinned_digest_is_refused(run_main, monkeypatch):
     docker(monkeypatch, {("image", "inspect", REF): inspect(ID, [f"ghcr.io/anemll/dspark-vllm-gx10@{OTHER}"])})
     code, out = run_main(runtime_image_pull, {"ref": REF, "name": NAME})
@@ -187,3 +195,43 @@ def test_probe_is_read_only_and_fails_with_the_registrys_verdict(run_main, monke
     docker(monkeypatch, {("image", "inspect", LAB): inspect(ID, [])})
     code, out = run_main(runtime_image_pull, {"ref": LAB, "action": "probe"})
     assert code == 0 and out["present"] and "on this node already" in out["message"]
+
+
+def test_the_http_client_hands_back_4xx_and_raises_oserror_when_nothing_listens():
+    """The probe's real transport: 401/404 are answers (read for the token and the
+    verdict), a closed port is an OSError (registry down). Loopback only."""
+    import http.server
+    import socket
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802
+            code = 200 if self.path.endswith(DIGEST) else 404
+            self.send_response(code)
+            if code == 200:
+                self.send_header("Docker-Content-Digest", DIGEST)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        request = runtime_image_pull.http_request(5)
+        status, headers, _ = request("HEAD", f"http://127.0.0.1:{port}/v2/x/manifests/sha256:0", {})
+        assert status == 404
+        ref = f"127.0.0.1:{port}/spark/standin@{DIGEST}"
+        assert si.probe_manifest(ref, request)["kind"] == "ok"
+        assert si.probe_manifest(f"127.0.0.1:{port}/spark/standin@{OTHER}", request)["kind"] == "missing"
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with pytest.raises(OSError):
+        runtime_image_pull.http_request(2)("HEAD", f"http://127.0.0.1:{closed}/v2/", {})
+    assert si.probe_manifest(f"127.0.0.1:{closed}/x@{DIGEST}", runtime_image_pull.http_request(2))["kind"] == "registry_down"
