@@ -29,9 +29,15 @@ options:
     description: The base image the runtime image must descend from (optional).
     type: str
   runtime_prefix:
-    description: Where the runtime's toolchain lives in the image.
+    description: Where the runtime's toolchain lives in the image (used when O(runtime_paths) is not given).
     type: str
     default: /opt/env
+  runtime_paths:
+    description:
+      - The exports the serving profile's recipe sets before it runs the binary - C(path) and
+        C(ld_library_path) (directories put first), C(cuda_home) (when the image sets none).
+      - Given, it replaces the exports derived from O(runtime_prefix).
+    type: dict
   docker:
     description: The docker CLI.
     type: path
@@ -74,7 +80,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.spark_image import ImageError, contract, descends_from, runtime_exports
+from ansible.module_utils.spark_image import ImageError, contract, descends_from, exports_for, runtime_exports
 
 
 def inspect(module, ref):
@@ -106,8 +112,9 @@ def run(module):
     found = inspect(module, params["image"])
     if found["uid"] is None or found["gid"] is None:
         found = resolve_user(module, params["image"], found)
-    result = {"changed": False, "contract": found,
-              "exports": runtime_exports(found["env"], params["runtime_prefix"])}
+    exports = (exports_for(found["env"], params["runtime_paths"]) if params.get("runtime_paths")
+               else runtime_exports(found["env"], params["runtime_prefix"]))
+    result = {"changed": False, "contract": found, "exports": exports}
     if params.get("base_image"):
         base = inspect(module, params["base_image"])
         result["base"] = {"id": base["id"], "repo_digests": base["repo_digests"]}
@@ -130,6 +137,7 @@ def main():
             "image": {"type": "str", "required": True},
             "base_image": {"type": "str"},
             "runtime_prefix": {"type": "str", "default": "/opt/env"},
+            "runtime_paths": {"type": "dict"},
             "docker": {"type": "path", "default": "/usr/bin/docker"},
         },
         supports_check_mode=True,

@@ -9,9 +9,12 @@ module: serving_smoke
 short_description: Smoke-test the serving API (models, one chat with thinking on, one off)
 description:
   - C(GET /v1/models) must list C(model).
-  - One chat completion with thinking on (C(chat_template_kwargs.thinking=true),
-    C(reasoning_effort=thinking_on_effort)) and one with thinking off
-    (C(thinking=false), C(reasoning_effort=thinking_off_effort)).
+  - One chat completion with thinking on and one with thinking off, each sending the
+    chat template kwargs of a thinking level the image accepts (O(thinking_on_kwargs) and
+    O(thinking_off_kwargs) - the serving profile's levels, for instance
+    C(thinking=true, reasoning_effort=high) and C(thinking=false)).
+  - No top-level C(reasoning_effort) is sent unless O(thinking_on_effort) or
+    O(thinking_off_effort) is given (the current image's encoder reads only the kwargs).
   - Reports the DSpark build's thinking-off bug (C(content) null and the answer in the
     C(reasoning) field, shown as an empty answer by OpenAI clients) as a warning, or as
     a failure with C(fail_on_null_content=true).
@@ -41,16 +44,22 @@ options:
     description: C(max_tokens) of each completion.
     type: int
     default: 256
+  thinking_on_kwargs:
+    description: C(chat_template_kwargs) of the thinking-on request (must turn thinking on).
+    type: dict
+    default: {thinking: true}
+  thinking_off_kwargs:
+    description: C(chat_template_kwargs) of the thinking-off request (must turn thinking off).
+    type: dict
+    default: {thinking: false}
   thinking_on_effort:
-    description: C(reasoning_effort) of the thinking-on request.
+    description: Top-level C(reasoning_effort) of the thinking-on request (not sent when unset).
     type: str
     choices: [none, low, medium, high, xhigh, max]
-    default: high
   thinking_off_effort:
-    description: C(reasoning_effort) of the thinking-off request.
+    description: Top-level C(reasoning_effort) of the thinking-off request (not sent when unset).
     type: str
     choices: [none, low, medium, high, xhigh, max]
-    default: none
   timeout:
     description: Seconds per HTTP request.
     type: int
@@ -129,8 +138,10 @@ def main():
             api_key=dict(type="str", no_log=True),
             prompt=dict(type="str", default="What is 6 times 7? Answer with the number only."),
             max_tokens=dict(type="int", default=256),
-            thinking_on_effort=dict(type="str", choices=list(REASONING_EFFORTS), default="high"),
-            thinking_off_effort=dict(type="str", choices=list(REASONING_EFFORTS), default="none"),
+            thinking_on_kwargs=dict(type="dict", default={"thinking": True}),
+            thinking_off_kwargs=dict(type="dict", default={"thinking": False}),
+            thinking_on_effort=dict(type="str", choices=list(REASONING_EFFORTS)),
+            thinking_off_effort=dict(type="str", choices=list(REASONING_EFFORTS)),
             timeout=dict(type="int", default=300),
             fail_on_null_content=dict(type="bool", default=False),
         ),
@@ -141,15 +152,21 @@ def main():
     status, payload = http_json(f"{base}/v1/models", api_key=p["api_key"], timeout=p["timeout"])
     models_problems = check_models(status, payload, p["model"])
     models = [m.get("id") for m in payload.get("data", [])] if isinstance(payload, dict) else []
+    for thinking, kwargs in ((True, p["thinking_on_kwargs"]), (False, p["thinking_off_kwargs"])):
+        if bool(kwargs.get("thinking", thinking)) != thinking:
+            module.fail_json(msg=f"thinking_{'on' if thinking else 'off'}_kwargs {kwargs} does not turn thinking "
+                                 f"{'on' if thinking else 'off'}")
     checks = []
-    for thinking, effort in ((True, p["thinking_on_effort"]), (False, p["thinking_off_effort"])):
-        body = chat_request(p["model"], thinking, effort, p["prompt"], p["max_tokens"])
+    for thinking, effort, kwargs in ((True, p["thinking_on_effort"], p["thinking_on_kwargs"]),
+                                     (False, p["thinking_off_effort"], p["thinking_off_kwargs"])):
+        body = chat_request(p["model"], thinking, effort, p["prompt"], p["max_tokens"], kwargs=kwargs)
         t0 = time.monotonic()
         status, payload = http_json(f"{base}/v1/chat/completions", body, api_key=p["api_key"],
                                     timeout=p["timeout"])
         check = check_chat(status, payload, thinking)
         check["seconds"] = round(time.monotonic() - t0, 2)
         check["reasoning_effort"] = effort
+        check["chat_template_kwargs"] = body["chat_template_kwargs"]
         checks.append(check)
     ok, message, problems, warnings = smoke_summary(models_problems, checks)
     null_content = any(c["null_content"] for c in checks)

@@ -64,6 +64,12 @@ options:
     description: Network (CIDR) of the default route's interface (scope=host).
     type: str
     default: ""
+  fail_on_problems:
+    description:
+      - Fail listing the problems (the default); false returns them in RV(problems) for the
+        preflight, which lists every host's problems in one failure.
+    type: bool
+    default: true
   environment:
     description:
       - Variable name to its mapping of environment variables (scope=environment), for
@@ -136,14 +142,15 @@ def main():
             default_network=dict(type="str", default=""),
             # values may be secrets put in the wrong place: never echoed back
             environment=dict(type="dict", default={}, no_log=True),
+            fail_on_problems=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     problems = run(module.params)
-    if problems:
+    if problems and module.params["fail_on_problems"]:
         lines = "\n".join(f"- {p['message']}" for p in problems)
         module.fail_json(msg=f"Inventory check failed ({len(problems)} problem(s)):\n{lines}", problems=problems)
-    module.exit_json(changed=False, problems=[])
+    module.exit_json(changed=False, problems=problems)
 
 
 if __name__ == "__main__":

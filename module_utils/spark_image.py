@@ -15,7 +15,9 @@ write is a clear failure before the start, not a crash loop.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat as stat_mod
 
 STANDIN_LABEL = "spark-cluster.standin"
@@ -169,3 +171,184 @@ def check_access(entries, uid, gids, stat=os.stat, listdir=os.listdir):
             problems.append(f"{what}: uid {uid} cannot {need} {path} ({owner}): "
                             f"chown it to {uid} or re-run the playbook")
     return problems
+
+
+# --------------------------------------------------------------------------- pull by digest
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+))
+
+
+def parse_ref(ref):
+    """{registry, repository, tag, digest, name} of ``[registry/]repo[:tag]@sha256:<hex>``;
+    ImageError when it is not named by digest. Docker's rules: the first component is a
+    registry when it has a dot or a colon or is localhost; otherwise Docker Hub
+    (registry-1.docker.io, library/ for a single name)."""
+    ref = str(ref or "").strip()
+    name, sep, digest = ref.partition("@")
+    if not sep or not DIGEST_RE.match(digest):
+        raise ImageError(f"{ref!r} is not NAME@sha256:<64 hex digits> (a pull names its image by digest)")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, rest
+    else:
+        registry, path = "registry-1.docker.io", name
+        if "/" not in path:
+            path = "library/" + path
+    tag = ""
+    if ":" in path.rsplit("/", 1)[-1]:
+        path, tag = path.rsplit(":", 1)
+    return {"registry": registry, "repository": path, "tag": tag, "digest": digest,
+            "name": name}
+
+
+def registry_scheme(registry, insecure=()):
+    """http for loopback registries (Docker allows them without TLS) and those listed
+    insecure; https otherwise."""
+    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    if host in ("localhost", "::1", "[::1]") or host.startswith("127.") or registry in set(insecure or ()):
+        return "http"
+    return "https"
+
+
+def _bearer_challenge(header):
+    """{realm, service, scope} of a WWW-Authenticate: Bearer header (or {})."""
+    header = header or ""
+    if not header.lower().startswith("bearer "):
+        return {}
+    out = {}
+    for part in re.finditer(r'(\w+)="([^"]*)"', header):
+        out[part.group(1)] = part.group(2)
+    return out
+
+
+def probe_manifest(ref, request, insecure=()):
+    """Ask the registry whether ``ref``'s manifest exists, before any pull.
+
+    ``request(method, url, headers)`` returns (status, headers dict, body bytes) or
+    raises OSError for a registry that cannot be reached. Returns {ok, kind, message}:
+    kind is ``ok``, ``registry_down``, ``wrong_digest`` (the tag names another digest),
+    ``missing`` (no such repository or manifest) or ``denied`` (the registry wants
+    credentials); every message says what was asked and what to do."""
+    parts = parse_ref(ref)
+    base = f"{registry_scheme(parts['registry'], insecure)}://{parts['registry']}/v2/{parts['repository']}"
+    headers = {"Accept": MANIFEST_TYPES}
+
+    def ask(reference):
+        url = f"{base}/manifests/{reference}"
+        status, hdrs, body = request("HEAD", url, dict(headers))
+        if status == 401 and "Authorization" not in headers:
+            challenge = _bearer_challenge({k.lower(): v for k, v in hdrs.items()}.get("www-authenticate"))
+            if challenge.get("realm"):
+                query = f"service={challenge.get('service', '')}&scope=repository:{parts['repository']}:pull"
+                sep = "&" if "?" in challenge["realm"] else "?"
+                t_status, _, t_body = request("GET", f"{challenge['realm']}{sep}{query}", {})
+                if t_status == 200:
+                    data = json.loads(t_body or b"{}")
+                    found = data.get("token") or data.get("access_token")
+                    if found:
+                        headers["Authorization"] = f"Bearer {found}"
+                        status, hdrs, body = request("HEAD", url, dict(headers))
+        return status, {k.lower(): v for k, v in hdrs.items()}, body
+
+    where = f"{parts['registry']}/{parts['repository']}"
+    try:
+        status, hdrs, _ = ask(parts["digest"])
+    except OSError as exc:
+        return {"ok": False, "kind": "registry_down",
+                "message": f"registry {parts['registry']} cannot be reached ({exc}): the pull of {ref} would fail. "
+                           "Check the registry (and any proxy the node needs), then re-run"}
+    if status == 200:
+        found = hdrs.get("docker-content-digest")
+        if found and found != parts["digest"]:
+            return {"ok": False, "kind": "wrong_digest",
+                    "message": f"registry {where} answered {parts['digest']} with manifest {found}"}
+        return {"ok": True, "kind": "ok", "message": f"{where}@{parts['digest']} is in the registry"}
+    if status in (401, 403):
+        return {"ok": False, "kind": "denied",
+                "message": f"registry {where} refused an anonymous look-up (HTTP {status}): the image is private or "
+                           "missing; log in on the node (docker login) or set runtime_image_pull_probe: false"}
+    if status == 404 and parts["tag"]:
+        try:
+            t_status, t_hdrs, _ = ask(parts["tag"])
+        except OSError:
+            t_status, t_hdrs = 0, {}
+        other = t_hdrs.get("docker-content-digest")
+        if t_status == 200 and other and other != parts["digest"]:
+            return {"ok": False, "kind": "wrong_digest",
+                    "message": f"wrong digest: {where}:{parts['tag']} is {other} in the registry, the pin "
+                               f"(runtime_image_pull_ref) says {parts['digest']}; review which one you mean"}
+    if status == 404:
+        return {"ok": False, "kind": "missing",
+                "message": f"image missing: registry {where} has no manifest {parts['digest']} "
+                           f"(HTTP 404): the repository or the digest is wrong, or the image was removed"}
+    return {"ok": False, "kind": "registry_down",
+            "message": f"registry {where} answered HTTP {status} for {parts['digest']}: not usable now"}
+
+
+PULL_ERRORS = (
+    ("platform", ("no matching manifest for",)),
+    ("missing", ("manifest unknown", "not found: manifest", "manifest for", "repository does not exist",
+                 "pull access denied", "name unknown")),
+    ("registry_down", ("connection refused", "no such host", "i/o timeout", "dial tcp", "tls handshake timeout",
+                       "context deadline exceeded", "network is unreachable",
+                       "server gave http response to https client", "service unavailable")),
+    ("no_space", ("no space left on device",)),
+)
+
+
+def classify_pull_error(text, ref=""):
+    """(kind, message) of a failed ``docker pull``: missing, registry_down, no_space,
+    platform or failed, each with what to do."""
+    low = str(text or "").lower()
+    tail = " ".join(str(text or "").strip().splitlines()[-2:])[:300]
+    for kind, needles in PULL_ERRORS:
+        if any(n in low for n in needles):
+            break
+    else:
+        kind = "failed"
+    advice = {
+        "missing": "the registry has no such image or digest: check runtime_image_pull_ref",
+        "registry_down": "the registry cannot be reached: check it (and the node's proxy) and re-run",
+        "no_space": "Docker's data-root is full: free space (docker image prune) and re-run",
+        "platform": "the image has no manifest for this node's platform (linux/arm64 on a Spark)",
+        "failed": "see docker's message",
+    }[kind]
+    return kind, f"docker pull {ref} failed ({kind}): {advice}. docker said: {tail}"
+
+
+def digest_matches(repo_digests, ref):
+    """True when ``docker image inspect``'s RepoDigests hold the ref's repository@digest."""
+    parts = parse_ref(ref)
+    repo = parts["name"]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo.rsplit(":", 1)[0]
+    return f"{repo}@{parts['digest']}" in set(repo_digests or [])
+
+
+def exports_for(image_env, paths):
+    """The recipe's exports over the image's own env, from a profile's runtime paths
+    {path: [...], ld_library_path: [...], cuda_home: ...}: the listed directories first on
+    PATH and LD_LIBRARY_PATH, CUDA_HOME the image's or the profile's (CUDA_PATH and
+    CUDAToolkit_ROOT follow it)."""
+    image_env = image_env or {}
+    paths = paths or {}
+
+    def joined(first, rest):
+        parts = list(first) + [p for p in (rest or "").split(":") if p and p not in first]
+        return ":".join(parts)
+
+    cuda_home = image_env.get("CUDA_HOME") or paths.get("cuda_home") or "/usr/local/cuda"
+    return {
+        "PATH": joined(paths.get("path") or [], image_env.get("PATH")
+                       or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CUDA_HOME": cuda_home,
+        "CUDA_PATH": image_env.get("CUDA_PATH") or cuda_home,
+        "CUDAToolkit_ROOT": image_env.get("CUDAToolkit_ROOT") or cuda_home,
+        "LD_LIBRARY_PATH": joined(paths.get("ld_library_path") or [], image_env.get("LD_LIBRARY_PATH")),
+    }

@@ -161,16 +161,20 @@ def build_progress(lines):
 
 # --------------------------------------------------------------------------- smoke test
 
-def chat_request(model, thinking, effort, prompt, max_tokens=256):
-    """Body of a chat completion with thinking switched on/off explicitly."""
+def chat_request(model, thinking, effort, prompt, max_tokens=256, kwargs=None):
+    """Body of a chat completion with thinking switched on/off explicitly: the chat
+    template kwargs of a thinking level (``kwargs``, e.g. {"thinking": true,
+    "reasoning_effort": "high"}) or just {"thinking": thinking}; a top-level
+    ``reasoning_effort`` only when ``effort`` is given."""
     if effort is not None and effort not in REASONING_EFFORTS:
         raise ValueError(f"reasoning_effort {effort!r} is not one of {', '.join(REASONING_EFFORTS)}")
+    template_kwargs = dict(kwargs) if kwargs else {"thinking": bool(thinking)}
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": int(max_tokens),
         "temperature": 0,
-        "chat_template_kwargs": {"thinking": bool(thinking)},
+        "chat_template_kwargs": template_kwargs,
     }
     if effort is not None:
         body["reasoning_effort"] = effort

@@ -116,7 +116,7 @@ def test_status_table():
         assert node["memory"]["total_gib"] > 0 and node["starts_last_hour"] >= 0
     assert nodes["spark-head"]["image_id"] == nodes["spark-worker"]["image_id"]
     assert report["api"]["health"] == 200
-    assert report["api"]["models"] == ["deepseek-ai/DeepSeek-V4-Flash-DSpark"]
+    assert report["api"]["models"] == ["deepseek-v4-flash-0731"]  # the default profile's served name
     markdown = (ROOT / "reports" / "status-latest.md").read_text()
     assert "| spark-head | head |" in markdown and "| spark-worker | worker |" in markdown
     assert "| spark-worker | worker |" in run.stdout  # printed too

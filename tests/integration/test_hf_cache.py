@@ -21,7 +21,8 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HUB = "/var/lib/spark-hf/hub"
 JIT = "/var/cache/spark-jit"
-REPO_DIR = "models--deepseek-ai--DeepSeek-V4-Flash-DSpark"
+# the model of the default serving profile (roles/spark_common/profiles/current.yml)
+REPO_DIR = "models--deepseek-ai--DeepSeek-V4-Flash-0731"
 # The JIT table (pinned literally by tests/unit/test_jit_cache.py)
 JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["spark_jit_subdirs"]
 

@@ -91,6 +91,41 @@ def missing_head(inv):
     return inv
 
 
+ZEROS = "sha256:" + "0" * 64
+
+
+def lab_registry_tag():
+    """The stand-in image's tag in the head's registry (lab/prepare.yml wrote its digest)."""
+    ref = (ROOT / ".cache" / "lab-runtime-image.ref").read_text().strip()
+    return ref.split("@")[0]
+
+
+def pull(inv, ref):
+    heads, workers = hosts_of(inv)
+    for node in list(heads.values()) + list(workers.values()):
+        node["runtime_image_source"] = "pull"
+        node["runtime_image_pull_ref"] = ref
+    return inv
+
+
+def pull_wrong_digest(inv):
+    """The registry's tag names another digest than the pin."""
+    return pull(inv, f"{lab_registry_tag()}@{ZEROS}")
+
+
+def pull_image_missing(inv):
+    return pull(inv, f"127.0.0.1:5000/spark/no-such-image@{ZEROS}")
+
+
+def pull_registry_down(inv):
+    """Nothing listens there: as a registry that is down."""
+    return pull(inv, f"127.0.0.1:5999/anemll/dspark-vllm-gx10:0.1.1-standin@{ZEROS}")
+
+
+def pull_by_tag(inv):
+    return pull(inv, lab_registry_tag())
+
+
 CASES = [
     (two_heads, "expected exactly one head"),
     (no_worker, "expected at least one worker"),
@@ -104,6 +139,11 @@ CASES = [
                               "setting GLOO_SOCKET_IFNAME would override a pinned key"),
     (serving_env_carries_a_token, "spark-head: serving_environment.HF_TOKEN is set; expected not set here. "
                                   "setting HF_TOKEN looks like a secret"),
+    # the pull source (runtime_image_source pull): each refused in preflight, nothing pulled or tagged
+    (pull_wrong_digest, "wrong digest: 127.0.0.1:5000/anemll/dspark-vllm-gx10:0.1.1-standin is sha256:"),
+    (pull_image_missing, "image missing: registry 127.0.0.1:5000/spark/no-such-image has no manifest"),
+    (pull_registry_down, "registry 127.0.0.1:5999 cannot be reached"),
+    (pull_by_tag, "name the image by digest"),
 ]
 
 # What preflight must leave as it found it on each node (after converge). The ruleset is

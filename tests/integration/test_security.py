@@ -17,7 +17,8 @@ import pytest
 from conftest import ROOT, http_get as get
 
 KEY_FILE = ROOT / ".cache" / "lab-api-key"
-MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
+# the served name of the default serving profile (roles/spark_common/profiles/current.yml)
+MODEL = "deepseek-v4-flash-0731"
 PROBE_PORT = 45871  # inside the ephemeral range: rail-only, nothing listens there
 
 
@@ -193,7 +194,7 @@ def test_firewall_table_is_loaded_by_its_enabled_unit(host, hostvars, rails):
     assert set(elements(sets["rail_nets_v4"])) == nets
     ports = elements(sets["rail_tcp_ports"])
     low, high = host.file("/proc/sys/net/ipv4/ip_local_port_range").content_string.split()
-    for port in ("29501", "29610", "873", f"{low}-{high}"):
+    for port in ("25000", "29610", "873", f"{low}-{high}"):
         assert port in ports, (port, ports)
     assert not any(int(p.split("-")[0]) <= 22 <= int(p.split("-")[-1]) for p in ports)  # SSH never restricted
     clients = [ipaddress.ip_network(c) for c in hostvars["firewall_api_clients"]]

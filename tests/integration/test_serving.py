@@ -16,7 +16,9 @@ import pytest
 
 from conftest import ROOT, http_get, lab_api_key
 
-MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
+# the served name of the default serving profile (roles/spark_common/profiles/current.yml)
+MODEL = "deepseek-v4-flash-0731"
+MASTER_PORT = 25000
 PARAMS = "/etc/spark-cluster/runtime-env.json"
 UNIT = "spark-runtime.service"
 
@@ -150,7 +152,7 @@ def test_compose_runs_the_seeds_configuration(host, hostvars):
                  "--default-chat-template-kwargs"):
         assert f'"{flag}"' in command, flag
     env = text.split("environment:", 1)[1].split("ulimits:", 1)[0].split("volumes:", 1)[0]
-    for line in ('VLLM_DSPARK_CONFIDENCE_SCHEDULER: "off"', 'VLLM_USE_B12X_MOE: "1"', 'HF_HUB_DISABLE_XET: "1"',
+    for line in ('VLLM_USE_B12X_MOE: "1"', 'HF_HUB_DISABLE_XET: "1"',
                  'HF_HUB_CACHE: "/cache/huggingface/hub"'):
         assert line in env, line
 
@@ -159,15 +161,20 @@ def test_container_runs_the_images_contract(host, hostvars):
     """Read from the image, not assumed: explicit entrypoint, the binary by path (not on
     the image's PATH), the /opt/env exports, the image's uid owning the caches."""
     inspect = json.loads(host.check_output("docker inspect spark-runtime"))[0]
-    image = json.loads(host.check_output("docker image inspect vllm-dspark-runtime:clean"))[0]
+    image = json.loads(host.check_output(f"docker image inspect {inspect['Config']['Image']}"))[0]
     config = inspect["Config"]
+    # the pulled image (current profile) keeps vLLM in /usr/local, the built one in /opt/env
+    prefix = "/opt/env" if config["Cmd"][0].startswith("/opt/env/") else "/usr/local"
     assert image["Config"]["User"] == "1000" and image["Config"]["Entrypoint"] == ["bash"]
     assert image["Config"]["Labels"].get("spark-cluster.standin") == "true"
     assert config["User"] == "1000:1000"
     assert config["Entrypoint"] == ["bash", "/run/spark-cluster/launch"]
-    assert config["Cmd"][:2] == ["/opt/env/bin/vllm", "serve"]
+    assert config["Cmd"][:2] == [f"{prefix}/bin/vllm", "serve"]
     env = dict(e.split("=", 1) for e in config["Env"])
-    assert env["PATH"].startswith("/opt/env/bin:") and "/opt/env/lib" in env["LD_LIBRARY_PATH"].split(":")
+    if prefix == "/opt/env":
+        assert env["PATH"].startswith("/opt/env/bin:") and "/opt/env/lib" in env["LD_LIBRARY_PATH"].split(":")
+    else:
+        assert env["PATH"].startswith("/usr/local/cuda/bin:") and env["LD_LIBRARY_PATH"].startswith("/usr/local/cuda/lib64")
     assert env["CUDA_HOME"] and env["HF_HUB_CACHE"] == "/cache/huggingface/hub"
     for path in ("/var/cache/spark-jit", "/var/cache/spark-jit/deep_gemm", "/var/lib/spark-hf/hub"):
         assert host.file(path).uid == 1000, path
@@ -199,27 +206,31 @@ def test_every_node_runs_the_same_image_id(host, hostvars):
     assert label == ids[head]
 
 
-def test_build_log_stays_on_the_head(host, hostvars):
+def test_the_record_says_where_the_image_came_from(host, hostvars):
+    """runtime-image.json: source, digest (pull) or commits (build), the image ID."""
     if not is_head(hostvars):
-        pytest.skip("the image is built on the head only")
+        pytest.skip("the image is pulled or built on the head")
+    record = json.loads(host.file("/var/lib/spark-cluster/runtime-image.json").content_string)
+    assert record["image_id"].startswith("sha256:") and record["standin"] is True
+    if record["source"] == "pull":
+        assert record["digest"].startswith("sha256:") and record["ref"].endswith("@" + record["digest"])
+        assert any(d.endswith("@" + record["digest"]) for d in record["repo_digests"])
+        return
     log = host.file("/var/log/spark-cluster/image-build.log")
     assert log.exists and "built " in log.content_string
     assert "WORKER_HOST" not in log.content_string  # head only, through the recipe's own switch
     env = host.file("/var/lib/spark-cluster/recipe-build.env").content_string
-    assert "BUILD_WORKER=0\n" in env and "BASE_IMAGE=spark-lab-base:trixie\n" in env
-    record = json.loads(host.file("/var/lib/spark-cluster/runtime-image.json").content_string)
-    assert record["image_id"].startswith("sha256:") and len(record["recipe_commit"]) == 40
-    assert len(record["fork_commit"]) == 40 and record["fork_ref"] == "main"
-    assert record["base_image_id"].startswith("sha256:") and record["standin"] is True
+    assert "WORKER_BUILD=0\n" in env and "DSPARK_BASE_IMAGE=" in env
+    assert len(record["recipe_commit"]) == 40 and record["base_image_id"].startswith("sha256:")
 
 
 def test_rendezvous_and_api_bind_only_where_configured(host, hostvars, rails):
     listening = host.check_output("ss -Hltn")
     rail0 = rails[0]["address"].split("/")[0]
     if is_head(hostvars):
-        assert f"{rail0}:29501" in listening
+        assert f"{rail0}:{MASTER_PORT}" in listening
         assert f"{hostvars['spark_mgmt_address']}:8888" in listening
-    assert "0.0.0.0:29501" not in listening and "0.0.0.0:8888" not in listening
+    assert f"0.0.0.0:{MASTER_PORT}" not in listening and "0.0.0.0:8888" not in listening
     assert "*:8888" not in listening
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pathlib
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -242,19 +243,29 @@ echo "docker $*" >> "$CALLS"
 case "$1 $2" in "image inspect") [ "$3" = "-f" ] && echo sha256:0123 ; exit 0 ;; esac
 exit 0
 """,
-    "git": """#!/bin/sh
-echo "git $*" >> "$CALLS"
-if [ "$1" = clone ]; then mkdir -p "$3/.git"; fi
-exit 0
-""",
     "ssh": """#!/bin/sh
 echo "ssh $*" >> "$CALLS"
+exit 0
+""",
+    "rsync": """#!/bin/sh
+echo "rsync $*" >> "$CALLS"
 exit 0
 """,
 }
 
 
-def run_build(tmp_path, env_file=None):
+def recipe_checkout(tmp_path):
+    """The stand-in recipe as publish.yml lays it out on the head (overlay files in recipe/overlay)."""
+    checkout = tmp_path / "recipe"
+    shutil.copytree(STANDIN, checkout, ignore=shutil.ignore_patterns("__pycache__"))
+    (checkout / "recipe/overlay").mkdir(exist_ok=True)
+    for name in ("server.py", "nvcc"):
+        shutil.copy(STANDIN / name, checkout / "recipe/overlay" / name)
+    return checkout
+
+
+def run_build(tmp_path, env_file=None, checkout=None):
+    checkout = checkout or recipe_checkout(tmp_path)
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
     for name, text in STUBS.items():
@@ -265,17 +276,24 @@ def run_build(tmp_path, env_file=None):
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "CALLS": str(calls)}
     if env_file:
         env["ENV_FILE"] = str(env_file)
-    run = subprocess.run(["bash", str(STANDIN / "build-dspark-vllm-runtime.sh")], capture_output=True,
+    run = subprocess.run(["bash", str(checkout / "build-dspark-vllm-runtime.sh")], capture_output=True,
                          text=True, env=env, timeout=60)
     return run, calls.read_text()
 
 
 def test_the_recipe_build_stops_after_a_good_build_without_worker_host(tmp_path):
-    """Run as the old role ran it (no switch, no WORKER_HOST): exit 1 after the build."""
+    """Run as the recipe's default (WORKER_BUILD=1, no WORKER_HOST): exit 1 after the build."""
     run, calls = run_build(tmp_path)
-    assert "built vllm-dspark-runtime:clean" in run.stdout
+    assert "built vllm-dspark-runtime:dspark-nvfp4-stage-c" in run.stdout, run.stderr
     assert run.returncode == 1
     assert "WORKER_HOST must be set" in run.stderr
+
+
+def test_the_build_refuses_an_overlay_whose_sources_are_missing(tmp_path):
+    checkout = recipe_checkout(tmp_path)
+    (checkout / "recipe/overlay/server.py").unlink()
+    run, calls = run_build(tmp_path, checkout=checkout)
+    assert run.returncode == 1 and "Missing overlay source" in run.stderr and "docker build" not in calls
 
 
 def render_build_env(**values):
@@ -284,22 +302,89 @@ def render_build_env(**values):
                              keep_trailing_newline=True)
     env.filters["quote"] = shlex.quote
     build_vars = dict(values)
-    build_vars.update(BUILD_WORKER="0")  # runtime_image_head_only_switch
+    build_vars.update(WORKER_BUILD="0")  # runtime_image_head_only_switch (the profiles' value at 489af95)
     return env.get_template("recipe-build.env.j2").render(
         ansible_managed="managed", inventory_hostname="spark-head",
         runtime_image_build_command="./build-dspark-vllm-runtime.sh", __runtime_image_build_vars=build_vars)
 
 
-def test_the_roles_rendered_variables_build_head_only_at_the_pinned_fork_and_base(tmp_path):
-    fork = "0123456789abcdef0123456789abcdef01234567"
-    base = "ghcr.io/bjk110/vllm-spark@sha256:" + "b" * 64
+def test_the_roles_rendered_variables_build_head_only_through_the_stages(tmp_path):
     env_file = tmp_path / "recipe-build.env"
-    env_file.write_text(render_build_env(
-        VLLM_REPO_URL="https://github.com/rafaelcaricio/vllm.git", VLLM_BRANCH=fork,
-        VLLM_CHECKOUT=str(tmp_path / "vllm-dspark"), BASE_IMAGE=base,
-        DSPARK_VLLM_IMAGE="vllm-dspark-runtime:clean"))
+    env_file.write_text(render_build_env(DSPARK_BASE_IMAGE="vllm-dspark-runtime:mia-raf-pr1",
+                                         DSPARK_VLLM_IMAGE="vllm-dspark-runtime:dspark-nvfp4-stage-c"))
     run, calls = run_build(tmp_path, env_file)
     assert run.returncode == 0, run.stderr
-    assert f"git -C {tmp_path}/vllm-dspark checkout {fork}" in calls
-    assert "ssh" not in calls
-    assert f"docker image inspect {base}" in calls
+    assert "ssh" not in calls and "rsync" not in calls
+    assert "-t vllm-dspark-runtime:mia-raf-pr1 " in calls
+    for stage, base in (("a", "mia-raf-pr1"), ("b", "mia-raf-pr1-nvfp4-a"), ("c", "mia-raf-pr1-nvfp4-b")):
+        assert f"--build-arg BASE_IMAGE=vllm-dspark-runtime:{base} -f " in calls and f"Dockerfile.stage-{stage}" in calls
+    assert "-t vllm-dspark-runtime:dspark-nvfp4-stage-c " in calls
+
+
+# --------------------------------------------------------------------------- each profile on each image
+
+import render_launch  # noqa: E402  (tests/lab on sys.path)
+
+
+def accepted(argv, image):
+    """The stand-in's start-up checks of one launch on one image: None or the refusal."""
+    args = server.parse_args(argv[1:], image)
+    return server.check_json_flags(args) or server.check_image_features(args, image) or server.check_topology(args, 1)
+
+
+@pytest.mark.parametrize("profile, source, image, binary", [
+    ("current", "pull", "anemll-0.1.1", "/usr/local/bin/vllm"),
+    ("current", "build", "dspark-stage-c", "/opt/env/bin/vllm"),
+    ("seed", "build", "dspark-stage-c", "/opt/env/bin/vllm"),
+])
+def test_each_profiles_rendered_launch_starts_on_its_image(profile, source, image, binary):
+    """roles/serving's compose file, rendered from the real defaults for the profile, is
+    accepted by the stand-in of the image that source gives (every flag known, the KV dtype
+    the image takes, nothing it refuses at start)."""
+    argv = render_launch.command(profile, source)
+    assert argv[0] == binary and argv[1] == "serve"
+    assert accepted(argv, image) is None
+
+
+def test_the_current_launch_has_the_recipes_shape():
+    argv = render_launch.command("current")
+    joined = " ".join(argv)
+    for flag in ("--kv-cache-dtype nvfp4_ds_mla", "--max-model-len 1048576", "--max-num-seqs 6",
+                 "--long-prefill-token-threshold 1024", "--max-cudagraph-capture-size 36", "--master-port 25000",
+                 "--async-scheduling", "--enable-chunked-prefill", "--moe-backend flashinfer_b12x",
+                 '--default-chat-template-kwargs {"thinking":true,"reasoning_effort":"max"}'):
+        assert flag in joined, flag
+    # an override of one setting follows through (the capture size is computed from it)
+    joined = " ".join(render_launch.command("current", serving_max_num_seqs=4))
+    assert "--max-num-seqs 4" in joined and "--max-cudagraph-capture-size 24" in joined
+
+
+def test_the_seed_launch_is_the_field_reports():
+    joined = " ".join(render_launch.command("seed"))
+    for flag in ("--kv-cache-dtype fp8", "--max-model-len 262144", "--max-num-seqs 1", "--master-port 29501",
+                 '--default-chat-template-kwargs {"thinking":true}', "--tokenizer-revision main"):
+        assert flag in joined, flag
+    for flag in ("--async-scheduling", "--long-prefill-token-threshold", "--moe-backend"):
+        assert flag not in joined, flag
+
+
+def test_an_image_refuses_what_the_real_one_refuses(capsys):
+    current = render_launch.command("current")
+    # the overlay image (the seed's lineage before stage-a) lacks nvfp4_ds_mla: vLLM's choices, exit 2
+    with pytest.raises(SystemExit) as exc:
+        server.parse_args(current[1:], "dspark-overlay")
+    assert exc.value.code == 2 and "invalid choice: 'nvfp4_ds_mla'" in capsys.readouterr().err
+    # the Anemll image rejects concurrent partial prefill at start (.env.dspark.example)
+    assert "Concurrent Partial Prefill" in accepted(current + ["--max-num-partial-prefills", "2"], "anemll-0.1.1")
+    assert accepted(current + ["--max-num-partial-prefills", "2"], "dspark-stage-c") is None
+    # and its toolchain is /usr/local/cuda, not /opt/env
+    which = lambda name, path: "/opt/env/bin/nvcc" if "/opt/env/bin" in path.split(":") else None  # noqa: E731
+    opt_env = {"PATH": "/opt/env/bin:/usr/bin", "CUDA_HOME": "/opt/env", "LD_LIBRARY_PATH": "/opt/env/lib"}
+    assert server.check_toolchain(opt_env, which=which, image="dspark-stage-c") == []
+    assert len(server.check_toolchain(opt_env, which=which, image="anemll-0.1.1")) == 2
+
+
+def test_an_unknown_image_name_is_refused():
+    with pytest.raises(SystemExit, match="not one of dspark-overlay, dspark-stage-c, anemll-0.1.1"):
+        server.image_of({"SPARK_STANDIN_RUNTIME": "vllm-latest"})
+    assert server.image_of({}) == "dspark-stage-c"

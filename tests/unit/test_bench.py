@@ -629,7 +629,9 @@ def playbook(tmp_path, url, *extra):
                ANSIBLE_FACT_CACHING="memory")
     cmd = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i",
            str(inventory), str(ROOT / "bench.yml"), "-e", "bench_api_url=" + url,
-           "-e", "bench_report_dir=" + str(tmp_path / "reports"), *extra]
+           "-e", "bench_report_dir=" + str(tmp_path / "reports"),
+           # the fake serves the seed profile's model name (the default profile serves deepseek-v4-flash-0731)
+           "-e", "spark_profile=seed", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT),
                           timeout=300)
 

@@ -169,7 +169,8 @@ def test_role_defaults_match_the_roles_they_describe():
     common = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())
     fw_vars = (ROOT / "roles/firewall/vars/main.yml").read_text()
     probe_vars = (ROOT / "roles/spark_common/tasks/main.yml").read_text()
-    for var, default, where in (("spark_master_port", 29501, fw_vars), ("spark_image_stream_port", 29610, fw_vars),
+    for var, default, where in (("spark_master_port", "{{ spark_profile_settings.master_port }}", fw_vars),
+                                ("spark_image_stream_port", 29610, fw_vars),
                                 ("spark_rsync_port", 873, fw_vars),
                                 # the probe ports: through spark_probe_ports (test_pairs_plan.py)
                                 ("spark_iperf3_port", 5201, probe_vars), ("spark_rdma_port", 18515, probe_vars)):

@@ -73,6 +73,16 @@ def test_validate_inventory_host_scope_names_the_missing_twin(run_main):
     assert "spark-2: spark_rails[1].interface is 'enP2p1s0f1np1' (not on this host)" in out["msg"]
 
 
+def test_validate_inventory_returns_the_problems_for_the_preflight_to_gather(run_main):
+    """fail_on_problems false: the same per-item messages, returned, not failed (the
+    preflight lists every host's problems in one failure)."""
+    code, out = run_main(validate_inventory, {
+        "scope": "host", "host": "spark-2", "rails": rails(11), "fail_on_problems": False,
+        "interfaces": ["lo", "wlP9s9", "enp1s0f1np1"], "default_interface": "wlP9s9"}, check=True)
+    assert code == 0 and not out.get("failed")
+    assert "spark-2: spark_rails[1].interface is 'enP2p1s0f1np1' (not on this host)" in out["problems"][0]["message"]
+
+
 def test_validate_inventory_environment_scope_refuses_and_hides_values(run_main):
     code, out = run_main(validate_inventory, {
         "scope": "environment", "host": "spark-1",
@@ -362,9 +372,25 @@ def test_serving_smoke_passes_and_sends_the_key(run_main, monkeypatch):
     monkeypatch.setattr(serving_smoke, "http_json", http_json)
     code, out = run_main(serving_smoke, {"model": REPO, "api_key": "k3y"}, check=True)
     assert code == 0, out
-    assert out["models"] == [REPO] and [c["reasoning_effort"] for c in out["checks"]] == ["high", "none"]
+    assert out["models"] == [REPO] and [c["reasoning_effort"] for c in out["checks"]] == [None, None]
+    assert [c["chat_template_kwargs"] for c in out["checks"]] == [{"thinking": True}, {"thinking": False}]
+    assert all("reasoning_effort" not in body for _, body, _ in calls if body)
     assert all(key == "k3y" for _, _, key in calls) and len(calls) == 3
     assert "k3y" not in json.dumps(out)
+
+
+def test_serving_smoke_sends_the_profiles_levels_and_refuses_kwargs_that_contradict(run_main, monkeypatch):
+    """The current profile's levels: on = high ({thinking, reasoning_effort: high}), off = off."""
+    http_json, calls = fake_api({"models": (200, {"data": [{"id": REPO}]}),
+                                 "chat": lambda body: chat("42")})
+    monkeypatch.setattr(serving_smoke, "http_json", http_json)
+    on = {"thinking": True, "reasoning_effort": "high"}
+    code, out = run_main(serving_smoke, {"model": REPO, "thinking_on_kwargs": on,
+                                         "thinking_off_kwargs": {"thinking": False}}, check=True)
+    assert code == 0, out
+    assert [body["chat_template_kwargs"] for _, body, _ in calls if body] == [on, {"thinking": False}]
+    code, out = run_main(serving_smoke, {"model": REPO, "thinking_off_kwargs": {"thinking": True}}, check=True)
+    assert code == 1 and "does not turn thinking off" in out["msg"]
 
 
 def test_serving_smoke_null_content_fails_when_asked(run_main, monkeypatch):

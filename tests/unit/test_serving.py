@@ -171,21 +171,25 @@ def test_standin_counters_advance_by_known_amounts():
 
 
 def test_readme_documents_every_launch_setting():
-    """The seed's configuration as named, documented variables: every runtime setting and
-    every launch-flag variable of roles/serving appears in README's table."""
+    """Every profile's runtime settings and every launch variable appear in README's table
+    (rendered from the profiles: tests/unit/test_profiles.py checks it is current), and the
+    runtime settings go to compose's environment (which wins over the env file): none
+    pinned or secret."""
+    import spark_profiles as sp
+    from module_utils.spark_env import check_settings
+
     defaults = yaml.safe_load((ROOT / "roles/serving/defaults/main.yml").read_text())
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("### The launch: flags and environment", 1)[1].split("\n\n", 2)[1]
-    for key in defaults["serving_runtime_settings"]:
-        assert f"`{key}`" in table, key
+    table = sp.block((ROOT / "README.md").read_text())
+    for name in sp.names():
+        settings = sp.load(name)["settings"]["runtime_settings"]
+        for key in settings:
+            assert f"`{key}`" in table, (name, key)
+        assert check_settings(settings).keys() == settings.keys()
     for var in ("serving_binary", "serving_max_num_seqs", "serving_kv_cache_dtype", "serving_block_size",
                 "serving_max_num_batched_tokens", "serving_enable_prefix_caching",
                 "serving_enable_flashinfer_autotune", "serving_reasoning_config",
-                "serving_default_chat_template_kwargs", "serving_gpu_memory_utilization",
-                "serving_model_revision", "serving_pipeline_parallel_size"):
+                "serving_default_thinking", "serving_gpu_memory_utilization",
+                "serving_long_prefill_token_threshold", "serving_async_scheduling"):
         assert f"`{var}`" in table, var
-    assert defaults["serving_runtime_settings"]["VLLM_DSPARK_CONFIDENCE_SCHEDULER"] == "off"
-    # they go to compose's environment: (which wins over the env file): none pinned or secret
-    from module_utils.spark_env import check_settings
-    assert check_settings(defaults["serving_runtime_settings"]).keys() == defaults["serving_runtime_settings"].keys()
-    assert defaults["serving_max_num_seqs"] == 1 and defaults["serving_gpu_memory_utilization"] == 0.82
+        assert "spark_profile_settings" in str(defaults[var]), var
+    assert sp.load("seed")["settings"]["runtime_settings"]["VLLM_DSPARK_CONFIDENCE_SCHEDULER"] == "off"

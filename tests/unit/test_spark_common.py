@@ -42,7 +42,9 @@ def test_shared_paths_and_ports_are_spelled_once():
     assert d["spark_env_path"] == "{{ spark_config_dir }}/runtime.env"
     assert d["spark_params_path"] == "{{ spark_config_dir }}/runtime-env.json"
     assert d["spark_lib_dir"] == "/usr/local/lib/spark-cluster"
-    ports = {"spark_api_port": 8888, "spark_master_port": 29501, "spark_image_stream_port": 29610,
+    # the rendezvous port is the serving profile's (current 25000, seed 29501: tests/unit/test_profiles.py)
+    assert d["spark_master_port"] == "{{ spark_profile_settings.master_port }}"
+    ports = {"spark_api_port": 8888, "spark_image_stream_port": 29610,
              "spark_rsync_port": 873, "spark_iperf3_port": 5201, "spark_rdma_port": 18515}
     for var, port in ports.items():
         assert d[var] == port, var
@@ -94,7 +96,10 @@ def test_renamed_settings_are_defined_nowhere_else():
 # file lists
 PUBLIC_COMPUTED = {"runtime_image_id", "runtime_image_contract", "runtime_image_exports", "cacheable",
                    "serving_api_base_url",  # roles/status reads it
-                   "monitoring_teardown_dirs"}  # roles/teardown reads it
+                   "monitoring_teardown_dirs",  # roles/teardown reads it
+                   # each validate entry point's refusals, gathered by the preflight (playbooks/preflight.yml)
+                   "runtime_image_problems", "serving_problems", "hf_cache_problems",
+                   "preflight_controller_problems", "preflight_host_problems"}
 # Internal names read outside their role (a known exception, not a pattern to follow)
 CROSS_READS = {("playbooks/cache.yml", "__hf_cache_validated")}
 RUN_FILES = ("*.yml", "playbooks/*.yml")

@@ -66,6 +66,14 @@ hangs before its first token, as a TP pair does in an NCCL collective timeout, w
 flight (hung ones included), like vLLM's gauge. A start removes the file: a restart
 clears the hang, as it does a real one.
 
+Which image it stands in for: ``SPARK_STANDIN_RUNTIME`` (set by each stand-in image's
+Dockerfile, see ``IMAGES``) - ``dspark-overlay`` (the DSpark overlay on the bjk110 base: the
+seed's own 5e60e52 image and the 489af95 build's intermediate), ``dspark-stage-c`` (what the
+recipe's build at 489af95 produces; the default) or ``anemll-0.1.1`` (the prebuilt image the
+current profile pulls). Each refuses what that image refuses: a KV cache dtype it lacks
+(argparse: exit 2, like vLLM's choices), flags it rejects at start, and it wants its own
+toolchain paths (``/opt/env`` or ``/usr/local/cuda``).
+
 ``STANDIN_NULL_CONTENT_BUG=1`` mimics the DSpark build's thinking-off bug: content is
 null and the answer comes back in the reasoning field.
 """
@@ -89,6 +97,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REASONING_EFFORTS = ("none", "low", "medium", "high", "xhigh", "max")
 SPEC_TOKENS = 5
+# What each runtime image takes, with its source (MiaAI-Lab/DeepSeek-v4-Flash-DSpark-2x-DGX-Spark
+# at 489af9589684127ece879dd9e53395c5ff9157c8 unless said):
+# - kv dtypes: vLLM's stock choices plus fp8_ds_mla; recipe/nvfp4/Dockerfile.stage-a adds
+#   nvfp4_ds_mla to config/cache.py (so the overlay image lacks it); the Anemll image runs it
+#   (docker-compose.dspark.yml passes --kv-cache-dtype nvfp4_ds_mla literally).
+# - refused at start: .env.dspark.example - "--max-num-partial-prefills is NOT available on
+#   dspark-vllm-gx10:0.1.1 - vLLM's _check_feature_supported() rejects Concurrent Partial Prefill".
+# - toolchain: the overlay's /opt/env (docker-compose.dspark.yml at 5e60e52 exports it), the
+#   Anemll image's /usr/local/cuda (the compose file at 489af95 exports it).
+STOCK_KV = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_ds_mla")
+OPT_ENV = {"nvcc": "/opt/env/bin/nvcc", "lib": "/opt/env/lib"}
+IMAGES = {
+    "dspark-overlay": {"kv": STOCK_KV, "toolchain": OPT_ENV, "no_partial_prefills": False},
+    "dspark-stage-c": {"kv": STOCK_KV + ("nvfp4_ds_mla",), "toolchain": OPT_ENV, "no_partial_prefills": False},
+    "anemll-0.1.1": {"kv": STOCK_KV + ("nvfp4_ds_mla",),
+                     "toolchain": {"nvcc": "/usr/local/cuda/bin/nvcc", "lib": "/usr/local/cuda/lib64"},
+                     "no_partial_prefills": True},
+}
+DEFAULT_IMAGE = "dspark-stage-c"
+
+
+def image_of(env=None):
+    """The image this stand-in plays (SPARK_STANDIN_RUNTIME), refused when unknown."""
+    env = os.environ if env is None else env
+    name = env.get("SPARK_STANDIN_RUNTIME") or DEFAULT_IMAGE
+    if name not in IMAGES:
+        raise SystemExit(f"stand-in: SPARK_STANDIN_RUNTIME {name!r} is not one of {', '.join(IMAGES)}")
+    return name
 VERSION = "0.0.0+spark-lab-standin"
 SIOCGIFADDR = 0x8915
 
@@ -764,17 +800,19 @@ JIT_VARS = ("VLLM_CACHE_ROOT", "DG_JIT_CACHE_DIR", "TILELANG_CACHE_DIR", "TORCHI
 REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-def check_toolchain(env, which=shutil.which):
-    """Problems of the /opt/env toolchain the JIT needs (nvcc, CUDA_HOME, libraries)."""
+def check_toolchain(env, which=shutil.which, image=None):
+    """Problems of the image's toolchain the JIT needs (nvcc, CUDA_HOME, libraries): /opt/env
+    on the DSpark images, /usr/local/cuda on the Anemll one."""
+    tool = IMAGES[image or DEFAULT_IMAGE]["toolchain"]
     problems = []
     nvcc = which("nvcc", path=env.get("PATH", ""))
-    if nvcc != "/opt/env/bin/nvcc":
+    if nvcc != tool["nvcc"]:
         problems.append(f"DeepGEMM JIT: nvcc not found on PATH ({env.get('PATH', '')!r}); "
-                        "export PATH=/opt/env/bin:... before starting vllm")
+                        f"export PATH={os.path.dirname(tool['nvcc'])}:... before starting vllm")
     if not env.get("CUDA_HOME"):
-        problems.append("TileLang JIT: CUDA_HOME is not set (expected /opt/env/...)")
-    if "/opt/env/lib" not in env.get("LD_LIBRARY_PATH", "").split(":"):
-        problems.append("LD_LIBRARY_PATH lacks /opt/env/lib (libcudart of the runtime)")
+        problems.append(f"TileLang JIT: CUDA_HOME is not set (expected {os.path.dirname(os.path.dirname(tool['nvcc']))})")
+    if tool["lib"] not in env.get("LD_LIBRARY_PATH", "").split(":"):
+        problems.append(f"LD_LIBRARY_PATH lacks {tool['lib']} (libcudart of the runtime)")
     return problems
 
 
@@ -861,8 +899,9 @@ class StrictParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def parse_args(argv):
-    """Exactly the flags the real launch uses; anything else is an error (exit 2)."""
+def parse_args(argv, image=None):
+    """Exactly the flags the real launches use (both profiles); anything else is an error
+    (exit 2), and so is a KV cache dtype the image lacks."""
     parser = StrictParser(prog="vllm", allow_abbrev=False)
     parser.add_argument("subcommand", choices=["serve"])
     parser.add_argument("model")
@@ -884,7 +923,15 @@ def parse_args(argv):
     parser.add_argument("--max-num-seqs", type=int, default=None)
     parser.add_argument("--max-num-batched-tokens", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    parser.add_argument("--kv-cache-dtype", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"], default="auto")
+    parser.add_argument("--kv-cache-dtype", choices=list(IMAGES[image or DEFAULT_IMAGE]["kv"]), default="auto")
+    parser.add_argument("--long-prefill-token-threshold", type=int, default=0)
+    parser.add_argument("--max-cudagraph-capture-size", type=int, default=None)
+    parser.add_argument("--max-num-partial-prefills", type=int, default=1)
+    parser.add_argument("--enable-prompt-tokens-details", action="store_true")
+    parser.add_argument("--async-scheduling", action="store_true")
+    parser.add_argument("--enable-chunked-prefill", action="store_true")
+    parser.add_argument("--moe-backend", default=None)
+    parser.add_argument("--generation-config", default=None)
     parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument("--enable-prefix-caching", action="store_true")
     parser.add_argument("--no-enable-prefix-caching", dest="enable_prefix_caching", action="store_false")
@@ -929,22 +976,34 @@ def check_json_flags(args):
         spec = json.loads(args.speculative_config)
         if spec.get("method") != "dspark" or int(spec.get("num_speculative_tokens", 0)) < 5:
             return f"speculative config {spec} rejected (dspark, >= 5 tokens)"
+        if spec.get("draft_sample_method", "probabilistic") not in ("probabilistic", "greedy"):
+            return f"speculative config {spec} rejected (draft_sample_method probabilistic or greedy)"
+    return None
+
+
+def check_image_features(args, image=None):
+    """What the image refuses at start although its CLI parses it."""
+    if IMAGES[image or DEFAULT_IMAGE]["no_partial_prefills"] and args.max_num_partial_prefills > 1:
+        return ("NotImplementedError: Concurrent Partial Prefill is not supported on this image "
+                "(_check_feature_supported); use DSPARK_MAX_INFLIGHT_PREFILLS instead")
     return None
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     env = os.environ
-    log(f"vLLM API server version {VERSION}")
+    image = image_of(env)
+    args = parse_args(sys.argv[1:] if argv is None else argv, image)
+    log(f"vLLM API server version {VERSION} (stand-in for the {image} image)")
     log(f"non-default args: model={args.model!r} revision={args.revision!r} nnodes={args.nnodes} "
         f"node_rank={args.node_rank} headless={args.headless} "
         f"tensor_parallel_size={args.tensor_parallel_size} max_num_seqs={args.max_num_seqs} "
         f"kv_cache_dtype={args.kv_cache_dtype} enable_prefix_caching={args.enable_prefix_caching}")
-    problem = check_json_flags(args) or check_topology(args, int(env.get("STANDIN_GPUS_PER_NODE", "1")))
+    problem = (check_json_flags(args) or check_image_features(args, image)
+               or check_topology(args, int(env.get("STANDIN_GPUS_PER_NODE", "1"))))
     if problem:
         log(f"ERROR {problem}")
         return 2
-    problems = check_toolchain(env) + check_cache_access(env)
+    problems = check_toolchain(env, image=image) + check_cache_access(env)
     if problems:
         for line in problems:
             print(line, flush=True)
