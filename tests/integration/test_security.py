@@ -228,8 +228,8 @@ def test_cluster_ports_only_from_the_rails(hostvars, rails):
     mgmt = hostvars["spark_mgmt_address"]
     master_port = json.loads(dexec(head, "cat /etc/spark-cluster/runtime-env.json").stdout)["node"]["master_port"]
     before = drop_counter(head)
-    # nothing listens on the management address's master port: without the firewall
-    # this is "refused"; dropped, it times out
+    # the store listens on every address ([::] dual-stack, as torch's does): without the
+    # firewall this would connect; dropped, it times out
     assert connect(worker, mgmt, master_port) == "timeout"
     assert drop_counter(head) > before
     # a temporary listener on every address, on a rail-only port
