@@ -69,7 +69,8 @@ BOOT_TIMEOUT = 180
 FLAVOURS = ("networkmanager", "networkd")
 DEFAULT_FLAVOUR = "networkmanager"
 
-# exactly the capability set of shared/lab-facts.md (--privileged fails on this kind of host)
+# systemd in a container with the capabilities the lab needs and no more: --privileged
+# fails on the sandboxed build hosts this lab is developed and tested on
 RUN_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",

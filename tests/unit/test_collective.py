@@ -1,5 +1,5 @@
 """module_utils/spark_collective.py on what the probe really printed (fixtures/collective:
-two H200 through ../shared/gpu-netns, NCCL 2.28.9), plus IB cases written in NCCL's own
+two H200, one network namespace per rank, NCCL 2.28.9), plus IB cases written in NCCL's own
 line formats (no RDMA on that host: built-in IB, the external IBext plugin, Socket, with
 NCCL_DEBUG_SUBSYS ENV; see fixtures/collective/README.md for the sources), and the probe
 program's own helpers."""
