@@ -143,7 +143,7 @@ CASES = [
     (pull_wrong_digest, "wrong digest: 127.0.0.1:5000/anemll/dspark-vllm-gx10:0.1.1-standin is sha256:"),
     (pull_image_missing, "image missing: registry 127.0.0.1:5000/spark/no-such-image has no manifest"),
     (pull_registry_down, "registry 127.0.0.1:5999 cannot be reached"),
-    (pull_by_tag, "name the image by digest"),
+    (pull_by_tag, "a pull names its image by digest"),
 ]
 
 # What preflight must leave as it found it on each node (after converge). The ruleset is

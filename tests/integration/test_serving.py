@@ -16,6 +16,14 @@ import pytest
 
 from conftest import ROOT, http_get, lab_api_key
 
+sys.path.insert(0, str(ROOT / "module_utils"))
+import spark_profiles  # noqa: E402  (the profile data the roles' defaults come from)
+
+
+def profile(hostvars):
+    """The settings of the serving profile in force (spark_profile, default current)."""
+    return spark_profiles.load(hostvars.get("spark_profile", "current"))["settings"]
+
 # the served name of the default serving profile (roles/spark_common/profiles/current.yml)
 MODEL = "deepseek-v4-flash-0731"
 MASTER_PORT = 25000
@@ -114,8 +122,8 @@ def test_compose_file_carries_the_field_flags(host, hostvars):
     nnodes = 1 + len(hostvars["groups"]["spark_workers"])
     gpu_share = hostvars.get("serving_gpu_memory_utilization", 0.82)  # the lab's is its own (memory guard)
     for flag in ('"--trust-remote-code"', '"--gpu-memory-utilization"', f'"{gpu_share}"', '"--max-model-len"',
-                 '"262144"', '"--port"', '"8888"', '"--enable-auto-tool-choice"',
-                 '"{\\"method\\":\\"dspark\\",\\"num_speculative_tokens\\":5}"',
+                 f'"{profile(hostvars)["max_model_len"]}"', '"--port"', '"8888"', '"--enable-auto-tool-choice"',
+                 '"--speculative-config"', '\\"method\\":\\"dspark\\"', '\\"num_speculative_tokens\\":5',
                  '"--tokenizer-mode"', '"--reasoning-parser"', '"--tool-call-parser"', '"deepseek_v4"',
                  '"--nnodes"', f'"{nnodes}"', '"--tensor-parallel-size"', '"--master-addr"', '"--master-port"'):
         assert flag in command, flag
@@ -139,14 +147,17 @@ def test_compose_layout_is_one_the_model_accepts(host, hostvars):
     assert (tp, pp) == {2: (2, 1), 3: (1, 3), 4: (4, 1)}[nnodes]
 
 
-def test_compose_runs_the_seeds_configuration(host, hostvars):
-    """The seed's run (max_num_seqs=1, confidence scheduler off) and the recipe's launch
-    settings, each from its named variable (README: the flag/env table)."""
+def test_compose_runs_the_profiles_configuration(host, hostvars):
+    """The serving profile's launch settings (current: the recipe's 6 x 1M with nvfp4_ds_mla
+    KV; seed: the field report's 1 x 262K with fp8), each from its named variable (README:
+    the flag/env table, generated from the profiles)."""
     text = host.file("/etc/spark-cluster/compose.yml").content_string
     command = text.split("command:", 1)[1]
-    for pair in (("--max-num-seqs", "1"), ("--kv-cache-dtype", "fp8"), ("--block-size", "256"),
-                 ("--max-num-batched-tokens", "8192"), ("--revision", hostvars["hf_cache_revision"]),
-                 ("--tokenizer-revision", hostvars["hf_cache_revision"])):
+    settings = profile(hostvars)
+    for pair in (("--max-num-seqs", settings["max_num_seqs"]), ("--kv-cache-dtype", settings["kv_cache_dtype"]),
+                 ("--block-size", settings["block_size"]),
+                 ("--max-num-batched-tokens", settings["max_num_batched_tokens"]),
+                 ("--revision", hostvars["hf_cache_revision"])):
         assert f'"{pair[0]}"\n      - "{pair[1]}"' in command, pair
     for flag in ("--enable-prefix-caching", "--enable-flashinfer-autotune", "--reasoning-config",
                  "--default-chat-template-kwargs"):
