@@ -6,6 +6,7 @@ SPARK_SEED_PROFILE=1 (`SPARK_SEED_PROFILE=1 .venv/bin/python -m pytest -q
 tests/integration/test_seed_profile.py` after `make lab`)."""
 
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -42,6 +43,11 @@ def test_seed_profile_renders_and_starts_then_the_default_again():
         record = head_file("/var/lib/spark-cluster/runtime-image.json")
         assert '"source": "build"' in record and '"profile": "seed"' in record
         assert "thinking off: ok" in run.stdout
+        # the build path is idempotent too: a second run with the seed changes nothing
+        again = playbook("site.yml", "-e", "spark_profile=seed")
+        assert again.returncode == 0, again.stdout[-4000:]
+        recap = again.stdout[again.stdout.rindex("PLAY RECAP"):]
+        assert set(re.findall(r"changed=(\d+)", recap)) == {"0"}, recap
     finally:
         for book in ("lab/prepare.yml", "site.yml"):
             again = playbook(book)
