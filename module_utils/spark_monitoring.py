@@ -337,7 +337,7 @@ def render_rules(overrides=None):
 
 
 def alert_table(overrides=None):
-    """[(alert, severity, for, what it means / what to do)] for the README and reports."""
+    """[(alert, severity, for, what it means / what to do)] for docs/monitoring.md and reports."""
     params = merge_params(overrides)
     return [(a["alert"], a["severity"], params["for_" + a["alert"]], _fill(a["action"], params))
             for a in ALERTS]

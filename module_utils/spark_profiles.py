@@ -18,8 +18,8 @@ roles/spark_common's filter ``spark_profile`` calls it once per name (cached), a
 roles' defaults read ``spark_profile_settings.<key>``: a user picks a profile with one
 variable (``spark_profile``) and still overrides any single role variable.
 
-The README's launch table is rendered from the data (``launch_table``); a unit test
-fails when the README's copy drifts.
+docs/serving.md's launch table is rendered from the data (``launch_table``); a unit test
+fails when that copy drifts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 DIGEST_REF_RE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
-# Every setting the roles read, and the role variable that takes its value (README table order)
+# Every setting the roles read, and the role variable that takes its value (launch table order)
 VARIABLES = {
     "runtime_source": "runtime_image_source",
     "image_ref": "runtime_image_pull_ref",
@@ -261,7 +261,7 @@ def kv_fit(memory, utilization, max_model_len, max_num_seqs):
     return [], notes
 
 
-# --------------------------------------------------------------------------- the README table
+# --------------------------------------------------------------------------- the launch table
 
 def _cell(value):
     if value is None:
@@ -312,12 +312,12 @@ END = "<!-- profile-table:end -->"
 
 
 def replace_block(text, table):
-    """README text with the block between the markers replaced by ``table``."""
+    """Document text with the block between the markers replaced by ``table``."""
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     return text[:start] + "\n" + table + text[end:]
 
 
 def block(text):
-    """The README's copy of the table (between the markers)."""
+    """The document's copy of the table (between the markers)."""
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     return text[start:end].lstrip("\n")

@@ -31,7 +31,7 @@ BENCH_REPO = "spark-lab/bench-fanout"
 BENCH_DIR = "models--spark-lab--bench-fanout"
 COMPOSE = "/etc/spark-cluster/compose.yml"  # names the image the runtime runs
 IPERF_PORT = 5221  # inside the firewall's probe range (5201-5240, rails only)
-# field rates (the field notes, README): TCP between two Sparks, 4 streams
+# field rates (the field notes, docs/hf-cache.md): TCP between two Sparks, 4 streams
 FIELD_TCP_GBPS = 16.4
 WEIGHTS_GB, IMAGE_GB = 167.0, 22.7
 

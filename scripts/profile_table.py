@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""README.md's launch table, rendered from the serving profiles (roles/spark_common/profiles).
+"""docs/serving.md's launch table, rendered from the serving profiles (roles/spark_common/profiles).
 
     profile_table.py            print the table
-    profile_table.py --write    replace the README's block between its markers
-    profile_table.py --check    exit 1 when the README's block differs (tests/unit/test_profiles.py does the same)
+    profile_table.py --write    replace docs/serving.md's block between its markers
+    profile_table.py --check    exit 1 when docs/serving.md's block differs (tests/unit/test_profiles.py does the same)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "module_utils"))
 
 import spark_profiles as sp  # noqa: E402  (module_utils, plain Python)
 
-README = ROOT / "README.md"
+DOC = ROOT / "docs" / "serving.md"
 ORDER = ("seed", "current")
 
 
@@ -32,11 +32,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rendered = table()
     if args.write:
-        README.write_text(sp.replace_block(README.read_text(), rendered))
+        DOC.write_text(sp.replace_block(DOC.read_text(), rendered))
         return 0
     if args.check:
-        if sp.block(README.read_text()) != rendered:
-            print("README.md's launch table differs from the profiles: run scripts/profile_table.py --write",
+        if sp.block(DOC.read_text()) != rendered:
+            print("docs/serving.md's launch table differs from the profiles: run scripts/profile_table.py --write",
                   file=sys.stderr)
             return 1
         return 0

@@ -149,7 +149,7 @@ def test_compose_layout_is_one_the_model_accepts(host, hostvars):
 
 def test_compose_runs_the_profiles_configuration(host, hostvars):
     """The serving profile's launch settings (current: the recipe's 6 x 1M with nvfp4_ds_mla
-    KV; seed: the field report's 1 x 262K with fp8), each from its named variable (README:
+    KV; seed: the field report's 1 x 262K with fp8), each from its named variable (docs/serving.md:
     the flag/env table, generated from the profiles)."""
     text = host.file("/etc/spark-cluster/compose.yml").content_string
     command = text.split("command:", 1)[1]

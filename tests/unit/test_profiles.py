@@ -1,5 +1,5 @@
 """Serving profiles as data (module_utils/spark_profiles.py, roles/spark_common/profiles):
-every value with its source, the roles' defaults taken from them, the README's table
+every value with its source, the roles' defaults taken from them, docs/serving.md's table
 rendered from them, thinking levels and the memory/layout numbers derived from them."""
 
 from __future__ import annotations
@@ -86,14 +86,14 @@ def test_a_broken_profile_file_is_refused_on_load(tmp_path):
         sp.load("current", str(tmp_path))
 
 
-def test_the_readme_table_is_the_profiles():
+def test_the_serving_doc_table_is_the_profiles():
     """Edit a profile without `scripts/profile_table.py --write` and this fails."""
-    readme = (ROOT / "README.md").read_text()
-    assert sp.block(readme) == sp.launch_table([sp.load("seed"), sp.load("current")])
+    doc = (ROOT / "docs" / "serving.md").read_text()
+    assert sp.block(doc) == sp.launch_table([sp.load("seed"), sp.load("current")])
     # and it would notice a changed value
     changed = sp.load("current")
     changed = {**changed, "settings": {**changed["settings"], "max_num_seqs": 8}}
-    assert sp.block(readme) != sp.launch_table([sp.load("seed"), changed])
+    assert sp.block(doc) != sp.launch_table([sp.load("seed"), changed])
 
 
 def test_role_defaults_take_each_setting_from_the_profile():

@@ -170,8 +170,8 @@ def test_standin_counters_advance_by_known_amounts():
     assert server_mod.spec_counts(10, thinking=True)["accepted"] == 5
 
 
-def test_readme_documents_every_launch_setting():
-    """Every profile's runtime settings and every launch variable appear in README's table
+def test_serving_doc_documents_every_launch_setting():
+    """Every profile's runtime settings and every launch variable appear in docs/serving.md's table
     (rendered from the profiles: tests/unit/test_profiles.py checks it is current), and the
     runtime settings go to compose's environment (which wins over the env file): none
     pinned or secret."""
@@ -179,7 +179,7 @@ def test_readme_documents_every_launch_setting():
     from module_utils.spark_env import check_settings
 
     defaults = yaml.safe_load((ROOT / "roles/serving/defaults/main.yml").read_text())
-    table = sp.block((ROOT / "README.md").read_text())
+    table = sp.block((ROOT / "docs" / "serving.md").read_text())
     for name in sp.names():
         settings = sp.load(name)["settings"]["runtime_settings"]
         for key in settings:
