@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("SPARK_SEED_PROFILE") != "1",
 
 
 def playbook(*args):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run([str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i", str(LAB), *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
 
