@@ -18,7 +18,7 @@ description:
     all GPUs, C(/dev/infiniband) when present and C(NCCL_DEBUG=INFO), and returns what it
     printed. Start it on every node at once (C(async), C(poll=0)). It never fails
     because the probe failed; the link report parses the C(output) with
-    C(module_utils/spark_collective.py) and decides.
+    C(module_utils/spark_cluster/link/collective.py) and decides.
   - In check mode, C(mode=run) runs nothing and returns C(measured=false).
 version_added: "1.0.0"
 author: spark-cluster project
@@ -127,7 +127,7 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_collective import (
+from ansible.module_utils.spark_cluster.link.collective import (
     CONTAINER_NAME, probe_argv, readiness,
 )
 

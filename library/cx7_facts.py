@@ -107,8 +107,8 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cx7 import discover
-from ansible.module_utils.spark_netlink import NetlinkReader
+from ansible.module_utils.spark_cluster.link.cx7 import discover
+from ansible.module_utils.spark_cluster.link.netlink import NetlinkReader
 
 
 def make_netlink():

@@ -134,10 +134,10 @@ import ipaddress
 import pathlib
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cx7 import discover
-from ansible.module_utils.spark_files import read_text
-from ansible.module_utils.spark_discover import observe
-from ansible.module_utils.spark_netlink import NetlinkReader
+from ansible.module_utils.spark_cluster.link.cx7 import discover
+from ansible.module_utils.spark_cluster.common.fileio import read_text
+from ansible.module_utils.spark_cluster.link.discover import observe
+from ansible.module_utils.spark_cluster.link.netlink import NetlinkReader
 
 
 def make_netlink():

@@ -141,13 +141,13 @@ import pathlib
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_discover import (
+from ansible.module_utils.spark_cluster.link.discover import (
     inventory_with_rails,
     plan,
     summary_json,
     summary_markdown,
 )
-from ansible.module_utils.spark_inventory import check_host, validate
+from ansible.module_utils.spark_cluster.runtime.inventory import check_host, validate
 
 HEADER = """\
 # Written by discover.yml from what the nodes' ConnectX-7 ports heard on the wire:

@@ -15,7 +15,7 @@ description:
     O(api_clients) and loopback. Established/related traffic and loopback are accepted
     first; the chain's policy is accept, so every other port is unaffected.
   - Read-only (writes nothing); the role writes the file (validated with C(nft -c -f)).
-    The logic lives in C(module_utils/spark_firewall.py).
+    The logic lives in C(module_utils/spark_cluster/link/firewall.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -106,7 +106,7 @@ ephemeral_range:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_firewall import FirewallError, build_plan, fmt_range, parse_port_spec, read_ephemeral_range, render
+from ansible.module_utils.spark_cluster.link.firewall import FirewallError, build_plan, fmt_range, parse_port_spec, read_ephemeral_range, render
 
 
 def main():

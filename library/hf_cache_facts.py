@@ -17,7 +17,7 @@ description:
     filesystem; a gated repository without a token (the token itself is never passed,
     only O(token_present)); less free disk than the model needs (on the head, and on
     the workers in rsync mode); an unknown mode.
-  - Read-only. The logic lives in C(module_utils/spark_cache.py).
+  - Read-only. The logic lives in C(module_utils/spark_cluster/cache/rules.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -144,7 +144,7 @@ problems:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cache import (
+from ansible.module_utils.spark_cluster.cache.rules import (
     CacheError,
     free_bytes,
     node_state,

@@ -19,7 +19,7 @@ description:
     writes a key with an empty listing.
   - An autotune cache that hits on one rank only deadlocks vLLM's engine launch, so
     caches must be identical on every node, or absent. The logic lives in
-    C(module_utils/spark_cache.py).
+    C(module_utils/spark_cluster/cache/rules.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -108,7 +108,7 @@ message:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cache import CacheError, clear_dir, compute_key, node_state, plan, read_key, write_key
+from ansible.module_utils.spark_cluster.cache.rules import CacheError, clear_dir, compute_key, node_state, plan, read_key, write_key
 
 
 def main():

@@ -13,7 +13,7 @@ description:
     safetensors shards, the git blob sha1 for small files), so a copy is verified
     without a second source. Fails, listing the bad files, on any mismatch or when the
     snapshot is incomplete. Read-only.
-  - The logic lives in C(module_utils/spark_cache.py).
+  - The logic lives in C(module_utils/spark_cluster/cache/rules.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -79,7 +79,7 @@ bad_paths:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cache import CacheError, snapshot_status, verify_snapshot
+from ansible.module_utils.spark_cluster.cache.rules import CacheError, snapshot_status, verify_snapshot
 
 
 def main():

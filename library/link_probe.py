@@ -9,7 +9,7 @@ module: link_probe
 short_description: Run one link measurement (ping, iperf3, ib_write_bw) on a node
 description:
   - Runs exactly one probe on the node it executes on and returns the parsed result
-    under C(probe). Parsing and verdict logic live in C(module_utils/spark_linkprobe.py).
+    under C(probe). Parsing and verdict logic live in C(module_utils/spark_cluster/link/linkprobe.py).
   - A failed measurement (no reply, no server, tool missing) is a result, not a module
     failure, so the role can run every check before it decides. The module fails only
     on bad parameters or when a server cannot be started.
@@ -189,14 +189,14 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cx7 import sysfs_count
-from ansible.module_utils.spark_files import read_text
-from ansible.module_utils.spark_linkprobe import (
+from ansible.module_utils.spark_cluster.link.cx7 import sysfs_count
+from ansible.module_utils.spark_cluster.common.fileio import read_text
+from ansible.module_utils.spark_cluster.link.linkprobe import (
     ib_write_bw_argv, iperf3_client_argv, iperf3_server_argv, parse_ib_write_bw,
     parse_iperf3, parse_ping, ping_argv, run_concurrently, stop_pidfiles,
     sum_parallel, tcp_listening,
 )
-from ansible.module_utils.spark_roce import rdma_devices
+from ansible.module_utils.spark_cluster.link.roce import rdma_devices
 
 
 def _rdma_twin(sysfs, interface):

@@ -9,9 +9,9 @@ module: link_report
 short_description: Write the QSFP link report (JSON, Markdown, PNG) on the controller
 description:
   - Takes the raw results of the C(link_probe) tasks as the role registered them,
-    computes every verdict with C(module_utils/spark_linkprobe.py) and writes
+    computes every verdict with C(module_utils/spark_cluster/link/linkprobe.py) and writes
     C(<report_dir>/link-YYYYmmddTHHMMSSZ.{json,md,png}) plus C(link-latest.*) symlinks
-    (copies where symlinks fail) with C(module_utils/spark_report.py).
+    (copies where symlinks fail) with C(module_utils/spark_cluster/reports/link_report.py).
   - "Run it on the controller (C(delegate_to: localhost), C(run_once: true))."
   - It never fails because a check failed; it returns C(failures) so the play can
     assert once at the end. It reports C(changed=true) because it writes new files.
@@ -53,7 +53,7 @@ options:
       - Host name -> C({check, run}), the registered C(collective_probe) readiness check
         and the C(async_status) result of its run. Empty = the collective step did not
         run (the report says "not measured"; the verdict can then not be C(pass)).
-      - The output is parsed with C(module_utils/spark_collective.py).
+      - The output is parsed with C(module_utils/spark_cluster/link/collective.py).
     type: dict
     default: {}
   thresholds:
@@ -121,8 +121,8 @@ report:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_collective import runs_from_registered
-from ansible.module_utils.spark_report import PROBE_KINDS, build_report, write_report
+from ansible.module_utils.spark_cluster.link.collective import runs_from_registered
+from ansible.module_utils.spark_cluster.reports.link_report import PROBE_KINDS, build_report, write_report
 
 
 def _items(registered):

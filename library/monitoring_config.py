@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: monitoring_config
 short_description: Render the cluster's Prometheus rules and scrape configuration
 description:
-  - Renders the recording and alert rules of C(module_utils/spark_monitoring.py) (decode
+  - Renders the recording and alert rules of C(module_utils/spark_cluster/monitoring/metrics.py) (decode
     tok/s, draft acceptance and mean accepted length with the benchmark's formulas, TTFT
     quantiles, requests running/waiting; engine stalled, acceptance collapsed, restart
     loop, unified memory low, rail down, rail MTU, management-interface traffic while
@@ -55,7 +55,7 @@ options:
   alert_params:
     description:
       - Overrides of the rules' thresholds and durations (see C(DEFAULT_PARAMS) in
-        C(module_utils/spark_monitoring.py)), for example C(for_SparkRailDown=10s) or
+        C(module_utils/spark_cluster/monitoring/metrics.py)), for example C(for_SparkRailDown=10s) or
         C(acceptance_rate_min=0.15). Unknown keys are refused.
     type: dict
     default: {}
@@ -95,7 +95,7 @@ alerts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_monitoring import MonitoringError, alert_table, node_targets, render_prometheus_config, render_rules
+from ansible.module_utils.spark_cluster.monitoring.metrics import MonitoringError, alert_table, node_targets, render_prometheus_config, render_rules
 
 
 def main():

@@ -17,7 +17,7 @@ description:
     change (files to move or strip, profiles whose autoconnect to turn off).
   - A profile NetworkManager stores as a netplan file (C(/etc/netplan/90-NM-<uuid>.yaml), Ubuntu
     23.10 and later, DGX OS) counts as a NetworkManager profile, not as netplan configuration.
-  - Logic in C(module_utils/spark_netconf.py). Changes nothing; runs in check mode.
+  - Logic in C(module_utils/spark_cluster/link/netconf.py). Changes nothing; runs in check mode.
 options:
   rails:
     description: This node's rails, C({interface, address}) each.
@@ -123,7 +123,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_netconf import (
+from ansible.module_utils.spark_cluster.link.netconf import (
     NETPLAN_DIRS,
     NM_CONNECTION_FIELDS,
     NM_DETAIL_FIELDS,

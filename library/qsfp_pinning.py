@@ -106,9 +106,9 @@ routes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_envfile import read as read_envfile
-from ansible.module_utils.spark_netlink import NetlinkReader
-from ansible.module_utils.spark_pinning import check_pinning, format_problems
+from ansible.module_utils.spark_cluster.common.envfile import read as read_envfile
+from ansible.module_utils.spark_cluster.link.netlink import NetlinkReader
+from ansible.module_utils.spark_cluster.link.pinning import check_pinning, format_problems
 
 
 def make_netlink():

@@ -21,7 +21,7 @@ description:
     longer exists is reported, not fatal) and removes the role's own netplan file when
     O(remove_own) is set and the file is still the role's.
   - Applying the result to the interfaces is the caller's job (the renderer's commands
-    from M(qsfp_netstate)). Logic in C(module_utils/spark_netconf.py).
+    from M(qsfp_netstate)). Logic in C(module_utils/spark_cluster/link/netconf.py).
 options:
   state:
     description: What to do.
@@ -104,7 +104,7 @@ import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_netconf import (
+from ansible.module_utils.spark_cluster.link.netconf import (
     active_journals,
     is_own,
     journal_restore,

@@ -20,7 +20,7 @@ description:
   - Never defaults to index 0 (the link-local GID, which stalls on RoCE v2). Fails,
     listing the GID table, when a twin with an RDMA device has no matching entry
     (address not assigned yet, RoCE v1 only, port down).
-  - Read-only. The logic lives in C(module_utils/spark_roce.py).
+  - Read-only. The logic lives in C(module_utils/spark_cluster/link/roce.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -92,7 +92,7 @@ message:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_roce import GidError, resolve
+from ansible.module_utils.spark_cluster.link.roce import GidError, resolve
 
 
 def main():

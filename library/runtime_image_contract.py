@@ -80,7 +80,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.spark_image import ImageError, contract, descends_from, exports_for, runtime_exports
+from ansible.module_utils.spark_cluster.runtime.image import ImageError, contract, descends_from, exports_for, runtime_exports
 
 
 def inspect(module, ref):

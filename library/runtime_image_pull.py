@@ -17,7 +17,7 @@ description:
     O(name) (the name every node runs). A failed pull is classified (image missing,
     registry down, no space, platform) and nothing is tagged.
   - In check mode a pull is reported as a change and not done.
-  - The logic lives in C(module_utils/spark_image.py).
+  - The logic lives in C(module_utils/spark_cluster/runtime/image.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -96,7 +96,7 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.spark_image import (
+from ansible.module_utils.spark_cluster.runtime.image import (
     ImageError,
     classify_pull_error,
     digest_matches,

@@ -83,7 +83,7 @@ import time
 from collections import deque
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_serving import build_progress
+from ansible.module_utils.spark_cluster.runtime.serving import build_progress
 
 
 def read_tail(path, count):

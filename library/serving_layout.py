@@ -17,7 +17,7 @@ description:
   - With both sizes 0 it chooses the largest TP the model accepts and makes the rest
     pipeline stages (three Sparks with a model of 64 heads get TP=1 x PP=3).
   - Fails, changing nothing, with the numbers and the layouts that would work.
-  - Read-only. The logic lives in C(module_utils/spark_layout.py).
+  - Read-only. The logic lives in C(module_utils/spark_cluster/runtime/layout.py).
 version_added: "1.0.0"
 author: spark-cluster project
 options:
@@ -112,7 +112,7 @@ fields:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_layout import LayoutError, choose_layout, model_dims, read_config
+from ansible.module_utils.spark_cluster.runtime.layout import LayoutError, choose_layout, model_dims, read_config
 
 
 def main():

@@ -19,7 +19,7 @@ description:
     C(reasoning) field, shown as an empty answer by OpenAI clients) as a warning, or as
     a failure with C(fail_on_null_content=true).
   - Read-only (two small generations). The checks live in
-    C(module_utils/spark_serving.py).
+    C(module_utils/spark_cluster/runtime/serving.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -120,7 +120,7 @@ message:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_serving import (
+from ansible.module_utils.spark_cluster.runtime.serving import (
     REASONING_EFFORTS,
     chat_request,
     check_chat,

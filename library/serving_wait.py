@@ -16,7 +16,7 @@ description:
     (C(worker_ready_pattern)), or to run C(settle_seconds) without such a line.
   - The phase (rendezvous, loading shards i/N, autotune, CUDA graph capture, ready) is
     parsed from the container's log of its current run (C(docker logs --since) its
-    start) by C(module_utils/spark_serving.py).
+    start) by C(module_utils/spark_cluster/runtime/serving.py).
   - Fails when the systemd unit is C(failed) (start limit hit, or stopped with an
     error), with the end of its journal.
   - Read-only.
@@ -135,7 +135,7 @@ message:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_serving import (
+from ansible.module_utils.spark_cluster.runtime.serving import (
     ERROR_RE,
     describe_phase,
     http_json,

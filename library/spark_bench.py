@@ -12,8 +12,8 @@ description:
     and off, and measures per run TTFT, decode tok/s and output tokens, plus the
     speculative-decoding counter deltas of C(/metrics) around the run (drafts, draft
     tokens, accepted tokens, acceptance rate, mean accepted tokens per draft, per-position
-    rates). Logic in C(module_utils/spark_benchdata.py) (pure) and
-    C(module_utils/spark_benchclient.py) (HTTP).
+    rates). Logic in C(module_utils/spark_cluster/reports/bench_data.py) (pure) and
+    C(module_utils/spark_cluster/reports/bench_client.py) (HTTP).
   - "Runs the HTTP work from where it executes: use C(delegate_to: localhost) with
     C(ansible_python_interpreter: '{{ ansible_playbook_python }}') (httpx and
     prometheus_client come from the controller venv)."
@@ -181,8 +181,8 @@ try:
 except ImportError:
     PROM_ERR = traceback.format_exc()
 
-from ansible.module_utils.spark_benchclient import BenchClient  # noqa: E402
-from ansible.module_utils.spark_benchdata import (  # noqa: E402
+from ansible.module_utils.spark_cluster.reports.bench_client import BenchClient  # noqa: E402
+from ansible.module_utils.spark_cluster.reports.bench_data import (  # noqa: E402
     PROMPTS, BenchRefusal, aggregate, build_report, check_efforts, write_report,
 )
 

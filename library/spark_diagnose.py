@@ -12,7 +12,7 @@ description:
     netplan files, NetworkManager and networkd state of the rails, C(ip -d addr) and
     routes, the GID tables, C(ethtool) of the rails, C(docker inspect) of the runtime and
     C(nvidia-smi -q) where it exists, into one C(tar.gz) on the node.
-  - Every file is scrubbed (C(module_utils/spark_diagnosis.py)) of the known secrets
+  - Every file is scrubbed (C(module_utils/spark_cluster/reports/diagnosis.py)) of the known secrets
     (C(secrets), plus the node's key files) and of secret-looking values; key files
     themselves are never collected.
   - Fetch the tarball with C(ansible.builtin.fetch) and remove it.
@@ -97,7 +97,7 @@ import tarfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_diagnosis import collected_files, commands, gid_tables, scrub
+from ansible.module_utils.spark_cluster.reports.diagnosis import collected_files, commands, gid_tables, scrub
 
 
 def main():

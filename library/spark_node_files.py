@@ -14,7 +14,7 @@ description:
   - A loop of M(ansible.builtin.file) or M(ansible.builtin.copy) pays one round trip per
     item, on every re-run; this pays one for the whole list (see docs/performance.md).
   - Owner and group apply only when given; modes are octal strings.
-  - The logic lives in C(module_utils/spark_filestate.py).
+  - The logic lives in C(module_utils/spark_cluster/common/node_files.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -93,7 +93,7 @@ EXAMPLES = r"""
         group: root
     files:
       - dest: /usr/local/lib/spark-cluster/spark_env.py
-        content: "{{ lookup('ansible.builtin.file', 'module_utils/spark_env.py', rstrip=false) }}"
+        content: "{{ lookup('ansible.builtin.file', 'module_utils/spark_cluster/runtime/runtime_env.py', rstrip=false) }}"
         owner: root
         group: root
     absent:
@@ -128,7 +128,7 @@ changed_paths:
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_filestate import FilesError, apply
+from ansible.module_utils.spark_cluster.common.node_files import FilesError, apply
 
 _ATTRS = dict(
     mode=dict(type="str"),

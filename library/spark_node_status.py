@@ -13,9 +13,9 @@ description:
     last hour (journal), memory (C(/proc/meminfo)) and the stall watchdog's last verdict.
   - On the head (C(api_base_url) set) also C(GET /health) and C(GET /v1/models).
   - With C(prometheus_url) (the head, monitoring on) also the current value of every recording
-    rule of C(module_utils/spark_monitoring.py) (one instant query) and the project's alerts
+    rule of C(module_utils/spark_cluster/monitoring/metrics.py) (one instant query) and the project's alerts
     that are firing.
-  - Read-only; the rendering is C(module_utils/spark_status.py).
+  - Read-only; the rendering is C(module_utils/spark_cluster/reports/status.py).
 version_added: "1.0.0"
 author:
   - spark-cluster project
@@ -84,9 +84,9 @@ import json
 import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_monitoring import RECORDED_SELECTOR, firing_alerts, recorded_values
-from ansible.module_utils.spark_serving import http_json
-from ansible.module_utils.spark_status import gid_in_force, memory, rails_state, starts_last_hour
+from ansible.module_utils.spark_cluster.monitoring.metrics import RECORDED_SELECTOR, firing_alerts, recorded_values
+from ansible.module_utils.spark_cluster.runtime.serving import http_json
+from ansible.module_utils.spark_cluster.reports.status import gid_in_force, memory, rails_state, starts_last_hour
 
 
 def read(path):

@@ -8,8 +8,8 @@ DOCUMENTATION = r"""
 module: spark_runtime_env
 short_description: Render the runtime environment file of a Spark node
 description:
-  - Resolves the RoCE v2 GID index of the node's rails (C(module_utils/spark_roce.py)),
-    builds the node's environment (C(module_utils/spark_env.py)) and writes it as a
+  - Resolves the RoCE v2 GID index of the node's rails (C(module_utils/spark_cluster/link/roce.py)),
+    builds the node's environment (C(module_utils/spark_cluster/runtime/runtime_env.py)) and writes it as a
     docker env file, plus the inputs as JSON (O(params_path)) so that the node-side
     pre-start check (C(spark_prestart.py), systemd C(ExecStartPre)) re-renders the same
     file with the same code at every service start.
@@ -147,9 +147,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible.module_utils.spark_env import build_env, check_rail0, make_params, params_text, render
-from ansible.module_utils.spark_files import read_bytes, write_atomic
-from ansible.module_utils.spark_roce import GidError, resolve
+from ansible.module_utils.spark_cluster.runtime.runtime_env import build_env, check_rail0, make_params, params_text, render
+from ansible.module_utils.spark_cluster.common.fileio import read_bytes, write_atomic
+from ansible.module_utils.spark_cluster.link.roce import GidError, resolve
 
 
 def _install(module, path, text, result):

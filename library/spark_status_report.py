@@ -67,8 +67,8 @@ paths:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_reportfiles import write_report_files
-from ansible.module_utils.spark_status import build_report, render_markdown
+from ansible.module_utils.spark_cluster.reports.output import write_report_files
+from ansible.module_utils.spark_cluster.reports.status import build_report, render_markdown
 
 
 def load(path):

@@ -74,7 +74,7 @@ options:
     description:
       - Variable name to its mapping of environment variables (scope=environment), for
         instance the key C(serving_environment) and its value. Each key is checked by
-        the one set of rules of C(module_utils/spark_env.py) (C(check_settings)).
+        the one set of rules of C(module_utils/spark_cluster/runtime/runtime_env.py) (C(check_settings)).
     type: dict
     default: {}
 author:
@@ -106,7 +106,7 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_inventory import check_environment, check_host, validate
+from ansible.module_utils.spark_cluster.runtime.inventory import check_environment, check_host, validate
 
 
 def run(params):

@@ -3,7 +3,7 @@
 
     capture_rendezvous.py --out DIR [--port 29501] [--fake-store]
 
-Why: the node-side watchdog (module_utils/spark_rendezvous.py) finds the rendezvous
+Why: the node-side watchdog (module_utils/spark_cluster/runtime/rendezvous.py) finds the rendezvous
 between vLLM's ranks in the kernel's TCP table. vLLM's ``init_distributed_environment``
 creates a ``torch.distributed.TCPStore`` behind ``tcp://MASTER_ADDR:MASTER_PORT``
 (its daemon on the head, clients on the workers), and that store's sockets are IPv6

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Files generated from module_utils/spark_monitoring.py, and their promtool checks.
+"""Files generated from module_utils/spark_cluster/monitoring/metrics.py, and their promtool checks.
 
     monitoring_files.py dashboard [--check]  write (or compare) docs/grafana/spark-cluster.json
     monitoring_files.py rules OUT            write the rule file (default parameters) to OUT
@@ -27,7 +27,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "module_utils"))
 
-import spark_monitoring as sm  # noqa: E402  (module_utils, plain Python)
+from spark_cluster.monitoring import metrics as sm  # noqa: E402  (module_utils, plain Python)
 
 DASHBOARD = ROOT / "docs" / "grafana" / "spark-cluster.json"
 TESTS = ROOT / "tests" / "promtool"

@@ -9,7 +9,7 @@ in docs/testing.md (a table per file, and the surviving mutants).
 
 Not in CI: a run takes minutes per file on two cores. Usage:
     scripts/mutants.py                       # the default targets below
-    scripts/mutants.py spark_inventory ...   # chosen files of module_utils/
+    scripts/mutants.py runtime.inventory ... # chosen modules of module_utils/spark_cluster/
     MUTANTS_BUDGET_S=900 scripts/mutants.py  # stop starting new files after this
 """
 
@@ -31,22 +31,28 @@ BEGIN, END = "<!-- mutants:begin -->", "<!-- mutants:end -->"
 # module_utils file -> the unit tests that own it. Pure files: no network, no
 # subprocess in the mutated paths (sysfs trees and captured outputs as inputs).
 TESTS = {
-    "spark_inventory": ["tests/unit/test_inventory.py"],
-    "spark_envfile": ["tests/unit/test_envfile.py"],
-    "spark_roce": ["tests/unit/test_roce.py"],
-    "spark_linkprobe": ["tests/unit/test_linkprobe.py", "tests/unit/test_report.py"],
-    "spark_report": ["tests/unit/test_report.py"],
-    "spark_env": ["tests/unit/test_env.py", "tests/unit/test_envfile.py"],
-    "spark_firewall": ["tests/unit/test_firewall.py"],
-    "spark_pinning": ["tests/unit/test_pinning.py"],
+    "runtime.inventory": ["tests/unit/test_inventory.py"],
+    "common.envfile": ["tests/unit/test_envfile.py"],
+    "link.roce": ["tests/unit/test_roce.py"],
+    "link.linkprobe": ["tests/unit/test_linkprobe.py", "tests/unit/test_report.py"],
+    "reports.link_report": ["tests/unit/test_report.py"],
+    "runtime.runtime_env": ["tests/unit/test_env.py", "tests/unit/test_envfile.py"],
+    "link.firewall": ["tests/unit/test_firewall.py"],
+    "link.pinning": ["tests/unit/test_pinning.py"],
 }
-DEFAULT = ["spark_inventory", "spark_envfile", "spark_roce"]
+DEFAULT = ["runtime.inventory", "common.envfile", "link.roce"]
 SHOWN = 20  # surviving mutants listed per file in docs/testing.md
+
+
+def source(target: str) -> str:
+    """The file of a target module, below module_utils/ (runtime.inventory ->
+    spark_cluster/runtime/inventory.py)."""
+    return "spark_cluster/" + target.replace(".", "/") + ".py"
 
 
 def scratch(target: str) -> pathlib.Path:
     """A copy mutmut can work in: module_utils/ as src/ (so the mutants' module names
-    are the bare names the tests import), module_utils -> src inside mutants/."""
+    are the spark_cluster.* names the tests import), module_utils -> src inside mutants/."""
     work = WORK / target
     shutil.rmtree(work, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -60,7 +66,7 @@ def scratch(target: str) -> pathlib.Path:
     (work / "setup.cfg").write_text(
         "[mutmut]\n"
         "source_paths = src\n"
-        f"only_mutate = src/{target}.py\n"
+        f"only_mutate = src/{source(target)}\n"
         "also_copy =\n    library\n    ansible.cfg\n"
         f"pytest_add_cli_args_test_selection =\n    {tests}\n"
         "pytest_add_cli_args = -p no:cacheprovider -q\n"
@@ -84,7 +90,7 @@ def run(target: str, children: int) -> dict:
     survivors = [(name, show(mutmut, work, name) if i < SHOWN else "") for i, name in enumerate(names)]
     if proc.returncode != 0 and not stats:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-    return {"file": f"module_utils/{target}.py", "tests": TESTS[target], "seconds": seconds,
+    return {"file": f"module_utils/{source(target)}", "tests": TESTS[target], "seconds": seconds,
             "stats": stats, "survived": survivors, "rc": proc.returncode}
 
 
@@ -145,7 +151,7 @@ def main(argv: list[str]) -> int:
         if time.monotonic() - t0 > budget:
             print(f"budget of {budget} s spent: {target} and later not run")
             break
-        print(f"==> mutmut on module_utils/{target}.py ({', '.join(TESTS[target])})", flush=True)
+        print(f"==> mutmut on module_utils/{source(target)} ({', '.join(TESTS[target])})", flush=True)
         result = run(target, children)
         print(f"    {result['stats']} in {result['seconds']} s", flush=True)
         results.append(result)

@@ -14,15 +14,15 @@ import sys
 
 SRC = pathlib.Path(__file__).resolve().parents[1]
 WORK = SRC / ".cache" / "planted"
-REPORT = "module_utils/spark_report.py"
-INVENTORY = "module_utils/spark_inventory.py"
+REPORT = "module_utils/spark_cluster/reports/link_report.py"
+INVENTORY = "module_utils/spark_cluster/runtime/inventory.py"
 # (the Spark situation the bug breaks, file, original text, planted text, unit test files)
 BUGS = [
-    ("GID: one twin without RDMA turns RDMA off for both", "module_utils/spark_roce.py",
+    ("GID: one twin without RDMA turns RDMA off for both", "module_utils/spark_cluster/link/roce.py",
      "    if not devices:\n", "    if without_rdma:\n", "test_roce.py"),
-    ("GID: the HCA-less twin is not named", "module_utils/spark_roce.py",
+    ("GID: the HCA-less twin is not named", "module_utils/spark_cluster/link/roce.py",
      "    if without_rdma:\n        message +=", "    if False:\n        message +=", "test_roce.py"),
-    ("a peer route via a gateway on the rail is accepted", "module_utils/spark_pinning.py",
+    ("a peer route via a gateway on the rail is accepted", "module_utils/spark_cluster/link/pinning.py",
      'ok = answer.get("dev") == interface and not via_gateway', 'ok = answer.get("dev") == interface',
      "test_pinning.py"),
     ("rails /23 and /24 overlapping: only equal subnets refused", INVENTORY,
@@ -49,7 +49,7 @@ BUGS = [
     ("defect 2: serving_environment may carry pinned/secret keys", INVENTORY,
      "            check_settings({key: value})\n", "            pass\n",
      "test_inventory.py test_modules.py"),
-    ("defect 3: no mlx5_core, named interfaces described anyway", "module_utils/spark_cx7.py",
+    ("defect 3: no mlx5_core, named interfaces described anyway", "module_utils/spark_cluster/link/cx7.py",
      "    elif not fallback_reason:\n", "    elif False:\n", "test_cx7.py"),
 ]
 

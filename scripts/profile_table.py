@@ -15,7 +15,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "module_utils"))
 
-import spark_profiles as sp  # noqa: E402  (module_utils, plain Python)
+from spark_cluster.runtime import profiles as sp  # noqa: E402  (module_utils, plain Python)
 
 DOC = ROOT / "docs" / "serving.md"
 ORDER = ("seed", "current")

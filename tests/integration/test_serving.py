@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, http_get, lab_api_key
 
 sys.path.insert(0, str(ROOT / "module_utils"))
-import spark_profiles  # noqa: E402  (the profile data the roles' defaults come from)
+from spark_cluster.runtime import profiles as spark_profiles  # noqa: E402  (the profile data the roles' defaults come from)
 
 
 def profile(hostvars):
@@ -136,7 +136,7 @@ def test_compose_file_carries_the_field_flags(host, hostvars):
 
 def test_compose_layout_is_one_the_model_accepts(host, hostvars):
     """TP x PP = nodes (one GPU per lab node), TP divides the seeded config's 64 heads:
-    two nodes run TP=2, three TP=1 x PP=3 (module_utils/spark_layout.py)."""
+    two nodes run TP=2, three TP=1 x PP=3 (module_utils/spark_cluster/runtime/layout.py)."""
     command = host.file("/etc/spark-cluster/compose.yml").content_string.split("command:", 1)[1]
     args = [json.loads(line.strip()[2:]) for line in command.splitlines()
             if line.strip().startswith("- ")]

@@ -4,8 +4,8 @@
     hub_seed.py --hub-dir DIR --repo ORG/NAME [--revision main] [--shards 4] [--shard-mb 1]
 
 Prints ``changed <commit>`` or ``unchanged <commit>``. lab/prepare.yml copies this file
-and module_utils/spark_cache.py + spark_files.py side by side to the lab head and runs it before site.yml,
-so the hf_cache role finds a complete snapshot there, as on a Spark after a download.
+and the spark_cluster package (module_utils/spark_cluster: its cache rules and file
+helpers) side by side to the lab head and runs it before site.yml, so the hf_cache role finds a complete snapshot there, as on a Spark after a download.
 Test code: never installed on a real Spark. Python 3.11+, stdlib only.
 """
 from __future__ import annotations
@@ -17,12 +17,12 @@ import os
 import random
 import sys
 
-from spark_cache import HEX40, repo_dir, resolve_revision
-from spark_files import write_atomic
+from spark_cluster.cache.rules import HEX40, repo_dir, resolve_revision
+from spark_cluster.common.fileio import write_atomic
 
 # What the lab's seeded model carries in config.json: DeepSeek-V4-Flash's architecture
 # fields (the DSpark build keeps them), so the parallel-layout check
-# (module_utils/spark_layout.py) and anything else reading config.json see real numbers.
+# (module_utils/spark_cluster/runtime/layout.py) and anything else reading config.json see real numbers.
 LAB_MODEL_CONFIG = {
     "architectures": ["DeepseekV4ForCausalLM"],
     "model_type": "deepseek_v4",

@@ -32,9 +32,10 @@ def load(name, path):
 
 
 server = load("standin_server_contract", STANDIN / "server.py")
-# the lab seeder (lab/prepare.yml) imports spark_cache and spark_files side by side
+# the lab seeder (lab/prepare.yml) imports the spark_cluster package copied beside it
 sys.path[:0] = [str(ROOT / "module_utils"), str(ROOT / "tests/lab")]
 import hub_seed  # noqa: E402
+from spark_cluster.runtime import rendezvous as rdv  # noqa: E402  (the guard's own TCP-table parser)
 
 SERVE = ["serve", REPO, "--tensor-parallel-size", "2", "--nnodes", "2", "--node-rank", "0",
          "--master-addr", "198.18.100.10", "--master-port", "29501"]
@@ -176,7 +177,6 @@ def test_worker_outlives_its_head_and_a_new_head_cannot_complete_its_rendezvous(
         time.sleep(2)  # two heartbeats: a write to the dead head would reset the socket
         assert worker.poll() is None, "the headless worker exited when its master went away"
         # it keeps its store socket, idle, in CLOSE_WAIT (what the agent's prepare reads)
-        rdv = load("spark_rendezvous_guard", ROOT / "module_utils/spark_rendezvous.py")
         held = rdv.held_connections(rdv.read_tables(), "127.0.0.1", port)
         assert held and all(r[4] == rdv.CLOSE_WAIT for r in rdv.read_tables() if (r[1], r[3]) in held), held
         new_head = start_rank(0, port, timeout_s="3")
@@ -196,7 +196,6 @@ def test_the_rendezvous_sits_in_tcp6_v4_mapped_like_torchs_store():
     master (tests/unit/fixtures/rendezvous): every row is in /proc/net/tcp6, none in
     /proc/net/tcp. The stand-in must agree, so that the lab fails a guard that reads tcp
     alone; the guard's own parser finds both sides."""
-    rdv = load("spark_rendezvous_guard", ROOT / "module_utils/spark_rendezvous.py")
     port = free_port()
     head, worker = start_rank(0, port), start_rank(1, port)
     try:

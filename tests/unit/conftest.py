@@ -1,10 +1,12 @@
-"""Test setup: the repository root on sys.path, and module_utils importable the way
-Ansible modules import them (``ansible.module_utils.spark_*``)."""
+"""Test setup: the repository root, library/ and module_utils/ on sys.path (so the package
+imports as ``spark_cluster``, as the controller's filters and the node programs import it),
+and every module of the package aliased as ``ansible.module_utils.spark_cluster.*`` (how
+library/ modules import it): one module object under both names, so exception classes and
+module state are shared."""
 
 import importlib
-import importlib.abc
-import importlib.util
 import pathlib
+import pkgutil
 import sys
 
 import pytest
@@ -14,37 +16,13 @@ for path in (ROOT, ROOT / "library", ROOT / "module_utils", ROOT / "tests" / "un
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import ansible.module_utils  # noqa: E402  (needs the path set above)
-import module_utils  # noqa: E402  (namespace package: the repository's module_utils/)
+import ansible.module_utils  # noqa: E402
+import spark_cluster  # noqa: E402  (module_utils/spark_cluster, on the path set above)
 
-# One module object per file, reachable under all three names the code uses:
-# "spark_x" (node-side, standalone), "module_utils.spark_x" (tests) and
-# "ansible.module_utils.spark_x" (modules), whatever order they are imported in, so
-# exception classes and module state are shared.
-
-
-class _SparkUtilsLoader(importlib.abc.Loader):
-    def create_module(self, spec):
-        return importlib.import_module(spec.name.rsplit(".", 1)[1])
-
-    def exec_module(self, module):
-        pass
-
-
-class _SparkUtilsFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):
-        prefix, _, name = fullname.rpartition(".")
-        if prefix in ("ansible.module_utils", "module_utils") and name.startswith("spark_"):
-            if (ROOT / "module_utils" / f"{name}.py").exists():
-                return importlib.util.spec_from_loader(fullname, _SparkUtilsLoader())
-        return None
-
-
-sys.meta_path.insert(0, _SparkUtilsFinder())
-for mod_file in sorted((ROOT / "module_utils").glob("spark_*.py")):
-    name = mod_file.stem
-    for package in (module_utils, ansible.module_utils):
-        setattr(package, name, importlib.import_module(f"{package.__name__}.{name}"))
+sys.modules["ansible.module_utils.spark_cluster"] = spark_cluster
+ansible.module_utils.spark_cluster = spark_cluster
+for _info in pkgutil.walk_packages(spark_cluster.__path__, "spark_cluster."):
+    sys.modules["ansible.module_utils." + _info.name] = importlib.import_module(_info.name)
 
 
 @pytest.fixture

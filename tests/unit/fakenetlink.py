@@ -1,4 +1,4 @@
-"""A fake of module_utils/spark_netlink.py's NetlinkReader, from plain data (tests only).
+"""A fake of module_utils/spark_cluster/link/netlink.py's NetlinkReader, from plain data (tests only).
 
 Same read-only methods as NetlinkReader; ``FakeNetlink.from_sparkfs`` builds the kernel
 view that matches a SparkSysfs tree (sparkfs.py). Test code: never installed on a node.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 
-from ansible.module_utils.spark_files import read_text
-from ansible.module_utils.spark_netlink import ip_family
+from spark_cluster.common.fileio import read_text
+from spark_cluster.link.netlink import ip_family
 
 
 class FakeNetlink:

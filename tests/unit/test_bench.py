@@ -1,4 +1,4 @@
-"""The serving benchmark: module_utils/spark_benchdata.py (pure), spark_benchclient.py (HTTP),
+"""The serving benchmark: module_utils/spark_cluster/reports/bench_data.py (pure), spark_benchclient.py (HTTP),
 library/spark_bench.py, bench.yml.
 
 Numbers are checked exactly: token timings come from an injected clock (binary-exact
@@ -22,8 +22,8 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 import spark_bench  # library/spark_bench.py, the module
-from module_utils import spark_benchclient as sbc
-from module_utils import spark_benchdata as sb
+from spark_cluster.reports import bench_client as sbc
+from spark_cluster.reports import bench_data as sb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODEL = "deepseek-ai/DeepSeek-V4-Flash-DSpark"

@@ -1,4 +1,4 @@
-"""module_utils/spark_cache.py and the hf_cache_* modules' logic: snapshot completeness and
+"""module_utils/spark_cluster/cache/rules.py and the hf_cache_* modules' logic: snapshot completeness and
 verification, settings checks, the NFS export check (the JIT cache keys and plans:
 test_jit_cache.py)."""
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import hub_seed  # tests/lab: the lab-only model seeder
-from module_utils import spark_cache as sc
+from spark_cluster.cache import rules as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"

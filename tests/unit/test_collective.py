@@ -1,4 +1,4 @@
-"""module_utils/spark_collective.py on what the probe really printed (fixtures/collective:
+"""module_utils/spark_cluster/link/collective.py on what the probe really printed (fixtures/collective:
 two H200, one network namespace per rank, NCCL 2.28.9), plus IB cases written in NCCL's own
 line formats (no RDMA on that host: built-in IB, the external IBext plugin, Socket, with
 NCCL_DEBUG_SUBSYS ENV; see fixtures/collective/README.md for the sources), and the probe
@@ -7,7 +7,7 @@ program's own helpers."""
 import importlib.util
 import pathlib
 
-from module_utils import spark_collective as sc
+from spark_cluster.link import collective as sc
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "collective"
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import pathlib
 
 import pytest
 
-from ansible.module_utils import spark_cx7
-from ansible.module_utils.spark_cx7 import discover, physical_port, sysfs_count
+from spark_cluster.link import cx7 as spark_cx7
+from spark_cluster.link.cx7 import discover, physical_port, sysfs_count
 from fakenetlink import FakeNetlink
 
 ADDRESSES = {"enp1s0f1np1": "192.168.100.10/24", "enP2p1s0f1np1": "192.168.101.10/24"}

@@ -1,8 +1,8 @@
-"""Scrubbing and collection helpers of the diagnostic bundle (module_utils/spark_diagnosis.py)."""
+"""Scrubbing and collection helpers of the diagnostic bundle (module_utils/spark_cluster/reports/diagnosis.py)."""
 
 import pytest
 
-from ansible.module_utils import spark_diagnosis as dg
+from spark_cluster.reports import diagnosis as dg
 
 KEY = "Zq3kP9mW2xR7tY5uV8nB4cD6fG1hJ0aL"
 HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"

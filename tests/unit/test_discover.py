@@ -10,9 +10,9 @@ import time
 import pytest
 import yaml
 
-from ansible.module_utils import spark_discover
-from ansible.module_utils.spark_cx7 import discover, pcie_root
-from ansible.module_utils.spark_discover import (
+from spark_cluster.link import discover as spark_discover
+from spark_cluster.link.cx7 import discover, pcie_root
+from spark_cluster.link.discover import (
     beacon_frame,
     inventory_with_rails,
     observe,
@@ -408,7 +408,7 @@ def module_args(tmp_path, obs, **extra):
 
 def test_module_writes_an_inventory_that_passes_preflight(tmp_path, capsys):
     import discover_inventory
-    from ansible.module_utils.spark_inventory import validate
+    from spark_cluster.runtime.inventory import validate
 
     nodes = {"a": spark_node(tmp_path, "a"), "b": spark_node(tmp_path, "b")}
     obs, _ = run_discovery(tmp_path, Wire(*straight()), nodes)

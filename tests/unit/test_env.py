@@ -1,4 +1,4 @@
-"""The runtime environment (module_utils/spark_env.py, library/spark_runtime_env.py)."""
+"""The runtime environment (module_utils/spark_cluster/runtime/runtime_env.py, library/spark_runtime_env.py)."""
 
 import grp
 import json
@@ -8,15 +8,15 @@ import stat
 
 import pytest
 
-from ansible.module_utils.spark_env import (
+from spark_cluster.runtime.runtime_env import (
     PINNED_KEYS,
     build_env,
     check_rail0,
     make_params,
     render,
 )
-from ansible.module_utils.spark_envfile import parse
-from ansible.module_utils.spark_roce import resolve
+from spark_cluster.common.envfile import parse
+from spark_cluster.link.roce import resolve
 from ansible.module_utils.testing import patch_module_args
 
 RAIL0 = "enp1s0f1np1"
@@ -323,7 +323,7 @@ def test_module_missing_directory_fails(tmp_path, head_sysfs, capsys):
 def test_settings_order_does_not_change_the_rendered_file():
     """Ansible passes settings in YAML order, the pre-start reads them back from JSON
     with sorted keys: both must render the same bytes (else every run 'changes')."""
-    from module_utils import spark_env
+    from spark_cluster.runtime import runtime_env as spark_env
 
     a = spark_env.check_settings({"B_SETTING": "1", "A_SETTING": "2"})
     b = spark_env.check_settings({"A_SETTING": "2", "B_SETTING": "1"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible.module_utils.spark_envfile import parse, read, render
+from spark_cluster.common.envfile import parse, read, render
 
 
 def test_parse_basic():

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import hub_seed  # tests/lab: the lab-only model seeder
-from ansible.module_utils import spark_fanout as fo
+from spark_cluster.cache import fanout as fo
 
 needs_rsync = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
 REPO = "models--deepseek-ai--DeepSeek-V4-Flash-DSpark"

@@ -1,19 +1,12 @@
-"""module_utils/spark_files.py (the shared file helpers), the RDMA-twin lookup in
-spark_roce, and the node-side programs' installed file lists: every module_utils file a
-node-side program imports is installed next to it by the same role."""
+"""module_utils/spark_cluster/common/fileio.py (the shared file helpers) and the RDMA-twin
+lookup in spark_cluster.link.roce. What a node gets of the package: test_node_package.py."""
 
 import os
-import re
-import shutil
-import subprocess
-import sys
 
 import pytest
-import yaml
 
-from ansible.module_utils import spark_files as sf
-from ansible.module_utils.spark_roce import rdma_devices, rdma_twins
-from conftest import ROOT
+from spark_cluster.common import fileio as sf
+from spark_cluster.link.roce import rdma_devices, rdma_twins
 
 # ------------------------------------------------------------------ read / write
 
@@ -91,39 +84,3 @@ def test_no_rdma_class(tmp_path):
     assert rdma_twins(str(tmp_path)) == {} and rdma_devices(str(tmp_path)) == []
     assert rdma_devices(str(tmp_path), "enp1s0f1np1") == []
 
-
-# ------------------------------------------------------------------ node-side file lists
-
-# role -> (vars file key, the programs systemd or a task runs on the node)
-NODE_PROGRAMS = {
-    "runtime_env": ("runtime_env_lib_files", ["spark_prestart"]),
-    "monitoring": ("monitoring_lib_files", ["spark_nodecheck"]),
-    "watchdog": ("watchdog_lib_files", ["spark_watchdog"]),
-    "hf_cache": ("hf_cache_lib_files", ["spark_cache"]),
-}
-IMPORT = re.compile(r"^\s*from (?:ansible\.module_utils\.)?(spark_\w+) import", re.M)
-
-
-def _imports(name):
-    return set(IMPORT.findall((ROOT / "module_utils" / f"{name}.py").read_text()))
-
-
-@pytest.mark.parametrize("role", sorted(NODE_PROGRAMS))
-def test_node_programs_ship_what_they_import(role, tmp_path):
-    key, programs = NODE_PROGRAMS[role]
-    installed = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())[key]
-    needed, todo = set(), list(programs)
-    while todo:
-        name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo.extend(_imports(name))
-    assert needed <= set(installed), f"{role}: {key} lacks {sorted(needed - set(installed))}"
-    # and they import side by side, outside Ansible's package
-    for name in installed:
-        shutil.copy(ROOT / "module_utils" / f"{name}.py", tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    for name in programs:
-        run = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr

@@ -1,4 +1,4 @@
-"""spark_node_files (module_utils/spark_filestate): directories, files and removals in one call; changed only when something
+"""spark_node_files (module_utils/spark_cluster/common/node_files.py): directories, files and removals in one call; changed only when something
 differs; check mode changes nothing; bad input names the path and what to do."""
 
 import os
@@ -7,7 +7,7 @@ import stat
 import pytest
 
 import spark_node_files
-from ansible.module_utils.spark_filestate import FilesError, apply, ensure_absent, ensure_directory, ensure_file, mode_bits
+from spark_cluster.common.node_files import FilesError, apply, ensure_absent, ensure_directory, ensure_file, mode_bits
 
 
 def mode(path):

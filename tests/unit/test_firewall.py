@@ -1,4 +1,4 @@
-"""The cluster firewall (module_utils/spark_firewall.py), and the secrets rules that can be
+"""The cluster firewall (module_utils/spark_cluster/link/firewall.py), and the secrets rules that can be
 checked without a node: tasks that touch a secret hide it, the stand-in's API key."""
 
 import importlib.util
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from module_utils import spark_firewall as fw
+from spark_cluster.link import firewall as fw
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RAILS = ["198.18.100.10/24", "198.18.101.10/24", "198.18.100.11/24", "198.18.101.11/24"]

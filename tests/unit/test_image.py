@@ -1,4 +1,4 @@
-"""The runtime image's contract (module_utils/spark_image.py) and the access check the
+"""The runtime image's contract (module_utils/spark_cluster/runtime/image.py) and the access check the
 pre-start runs: what a DSpark runtime image says in `docker image inspect`, and what its
 uid 1000 can and cannot use on a node."""
 
@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from ansible.module_utils import spark_image as si
+from spark_cluster.runtime import image as si
 
 # What `docker image inspect vllm-dspark-runtime:clean` says of an image of this lineage
 # (fields as docker prints them; values the lineage documents: uid 1000, bash, /opt/env)

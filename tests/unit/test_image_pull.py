@@ -1,6 +1,6 @@
 """The runtime image by digest (runtime_image_source: pull): the registry asked before any
 change, the pull classified, the digest checked, the local name tagged
-(module_utils/spark_image.py, library/runtime_image_pull.py)."""
+(module_utils/spark_cluster/runtime/image.py, library/runtime_image_pull.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 import runtime_image_pull
-import spark_image as si
+from spark_cluster.runtime import image as si
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64

@@ -1,10 +1,10 @@
-"""Cross-field inventory rules (module_utils/spark_inventory.py)."""
+"""Cross-field inventory rules (module_utils/spark_cluster/runtime/inventory.py)."""
 
 import copy
 
 import pytest
 
-from module_utils import spark_inventory as inv
+from spark_cluster.runtime import inventory as inv
 
 
 def rails(a, b):

@@ -1,4 +1,4 @@
-"""roles/jit_cache and its logic in module_utils/spark_cache.py: JIT cache keys, the
+"""roles/jit_cache and its logic in module_utils/spark_cluster/cache/rules.py: JIT cache keys, the
 plan per worker (none, copy, clear), clearing, and the JIT table in one place
 (spark_jit_subdirs in roles/spark_common)."""
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ansible.plugins.filter.core import regex_replace
 
-from module_utils import spark_cache as sc
+from spark_cluster.cache import rules as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "jit_cache"

@@ -1,11 +1,11 @@
-"""module_utils/spark_layout.py: TP x PP from the model's config.json (the lab's seeded
+"""module_utils/spark_cluster/runtime/layout.py: TP x PP from the model's config.json (the lab's seeded
 DeepSeek-V4-Flash fields), choices for 1..6 nodes, and refusals that name the numbers."""
 
 import pytest
 from test_firewall import load_standin
 
 import hub_seed  # tests/lab: the lab-only model seeder
-from module_utils import spark_layout as sl
+from spark_cluster.runtime import layout as sl
 
 REPO = "deepseek-ai/DeepSeek-V4-Flash-DSpark"
 

@@ -1,4 +1,4 @@
-"""Parsers and verdicts of module_utils/spark_linkprobe.py on REAL captured outputs
+"""Parsers and verdicts of module_utils/spark_cluster/link/linkprobe.py on REAL captured outputs
 (tests/unit/fixtures/linkprobe/README.md says how each was captured; the ib_write_bw
 fixtures are hand-shaped from perftest's output format, since this kernel has no RDMA)."""
 
@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from module_utils import spark_linkprobe as lp
+from spark_cluster.link import linkprobe as lp
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "linkprobe"
 

@@ -1,4 +1,4 @@
-"""The unified-memory guard (module_utils/spark_memory.py) and its use in the pre-start check."""
+"""The unified-memory guard (module_utils/spark_cluster/runtime/memory.py) and its use in the pre-start check."""
 
 import io
 import os
@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from ansible.module_utils import spark_memory, spark_prestart
+from spark_cluster.runtime import memory as spark_memory
+from spark_cluster.runtime import prestart as spark_prestart
 from fakenetlink import FakeNetlink
 
 GIB_KB = 1024 * 1024

@@ -1,4 +1,4 @@
-"""Recording and alert rules (module_utils/spark_monitoring.py), checked by promtool against
+"""Recording and alert rules (module_utils/spark_cluster/monitoring/metrics.py), checked by promtool against
 the hand-written series of tests/promtool/, the Grafana dashboard generated from the same
 rule names, and the one formula table the benchmark shares with the rules."""
 
@@ -10,8 +10,8 @@ import re
 import pytest
 import yaml
 
-from module_utils import spark_benchdata as bench
-from module_utils import spark_monitoring as sm
+from spark_cluster.reports import bench_data as bench
+from spark_cluster.monitoring import metrics as sm
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEST_FILE = ROOT / "tests" / "promtool" / "spark_rules_test.yml"

@@ -1,4 +1,4 @@
-"""module_utils/spark_netconf.py: what configures the rails, on DGX OS-shaped readings."""
+"""module_utils/spark_cluster/link/netconf.py: what configures the rails, on DGX OS-shaped readings."""
 
 import json
 import pathlib
@@ -6,7 +6,7 @@ import pathlib
 import pytest
 import yaml
 
-from module_utils import spark_netconf as nc
+from spark_cluster.link import netconf as nc
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "netconf"
 RAILS = [

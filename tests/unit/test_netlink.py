@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from ansible.module_utils.spark_netlink import NetlinkReader, scope_name
+from spark_cluster.link.netlink import NetlinkReader, scope_name
 from fakenetlink import FakeNetlink
 
 real = pytest.mark.skipif(importlib.util.find_spec("pyroute2") is None, reason="needs pyroute2")

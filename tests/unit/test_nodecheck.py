@@ -1,4 +1,4 @@
-"""The node check (module_utils/spark_nodecheck.py) and the monitoring_config module: what
+"""The node check (module_utils/spark_cluster/monitoring/node_check.py) and the monitoring_config module: what
 they write is what the rules of spark_monitoring join on."""
 
 import json
@@ -7,8 +7,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from prometheus_client.parser import text_string_to_metric_families
 
-from module_utils import spark_monitoring as sm
-from module_utils import spark_nodecheck as nc
+from spark_cluster.monitoring import metrics as sm
+from spark_cluster.monitoring import node_check as nc
 
 ROUTE_V4 = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 wlP9s9\t00000000\t0100A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0

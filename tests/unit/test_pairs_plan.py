@@ -2,7 +2,7 @@
 every pair of nodes on every rail, both directions, with port blocks that do not
 overlap; the firewall (roles/firewall/vars/main.yml) opens exactly their ranges: both
 read spark_probe_directions / spark_probe_ports (roles/spark_common, computed in
-module_utils/spark_probeplan.py), rendered here through Ansible itself."""
+module_utils/spark_cluster/link/probeplan.py), rendered here through Ansible itself."""
 
 import json
 import os

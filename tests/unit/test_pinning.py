@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fakenetlink import FakeNetlink
-from ansible.module_utils.spark_pinning import (
+from spark_cluster.link.pinning import (
     check_pinning, format_problems, nccl_selects, parse_nccl_ifname)
 
 IFACE = "enp1s0f1np1"

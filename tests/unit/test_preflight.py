@@ -1,4 +1,4 @@
-"""One preflight that names every problem (module_utils/spark_preflight.py and its filters):
+"""One preflight that names every problem (module_utils/spark_cluster/runtime/preflight.py and its filters):
 each check gathers its refusals with their usual messages, the preflight fails once with
 all of them, by where they were found, before any change."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 
-import spark_preflight as pf
+from spark_cluster.runtime import preflight as pf
 
 DIGEST_REF = "ghcr.io/anemll/dspark-vllm-gx10:0.1.1@sha256:" + "a" * 64
 COMMIT = "489af9589684127ece879dd9e53395c5ff9157c8"

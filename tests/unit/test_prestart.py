@@ -1,4 +1,4 @@
-"""The node-side pre-start check (module_utils/spark_prestart.py): re-render at service
+"""The node-side pre-start check (module_utils/spark_cluster/runtime/prestart.py): re-render at service
 start, GID drift, interface pinning."""
 
 import io
@@ -10,13 +10,12 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from ansible.module_utils import spark_prestart
-from ansible.module_utils.spark_env import build_env, make_params, params_text, render
-from ansible.module_utils.spark_envfile import parse
+from spark_cluster.runtime import prestart as spark_prestart
+from spark_cluster.runtime.runtime_env import build_env, make_params, params_text, render
+from spark_cluster.common.envfile import parse
 from fakenetlink import FakeNetlink
-from ansible.module_utils.spark_roce import resolve
+from spark_cluster.link.roce import resolve
 from sparkfs import ROCE_V1, ROCE_V2, SparkSysfs, ipv4_gid, link_local_gid, mac_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -209,17 +208,15 @@ def test_unreadable_params_fail(tmp_path):
 
 
 def test_runs_standalone_from_the_installed_files(provisioned, tmp_path):
-    """Installed like the role does: the module_utils files side by side, run with
-    python3 outside Ansible. The real netlink reader sees this machine, which has
+    """Installed like the role does: the spark_cluster package in spark_lib_dir, run with
+    python3 -m outside Ansible. The real netlink reader sees this machine, which has
     no enp1s0f1np1: the check must fail cleanly with a pinning message (no traceback)."""
     lib = tmp_path / "lib"
-    lib.mkdir()
-    installed = yaml.safe_load((ROOT / "roles" / "runtime_env" / "vars" / "main.yml").read_text())
-    for name in installed["runtime_env_lib_files"]:
-        shutil.copy(ROOT / "module_utils" / f"{name}.py", lib)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    shutil.copytree(ROOT / "module_utils" / "spark_cluster", lib / "spark_cluster",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(lib))
     run = subprocess.run(
-        [sys.executable, str(lib / "spark_prestart.py"), "--params", str(provisioned.params_path),
+        [sys.executable, "-m", "spark_cluster.node.prestart", "--params", str(provisioned.params_path),
          "--check-only"],
         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=60,
     )

@@ -1,9 +1,9 @@
-"""module_utils/spark_probeplan.py: the probe directions and their ports, the one place
+"""module_utils/spark_cluster/link/probeplan.py: the probe directions and their ports, the one place
 link validation and the firewall take them from."""
 
 import pytest
 
-from module_utils import spark_probeplan as pp
+from spark_cluster.link import probeplan as pp
 
 
 def test_two_nodes_two_rails():

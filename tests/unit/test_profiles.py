@@ -1,4 +1,4 @@
-"""Serving profiles as data (module_utils/spark_profiles.py, roles/spark_common/profiles):
+"""Serving profiles as data (module_utils/spark_cluster/runtime/profiles.py, roles/spark_common/profiles):
 every value with its source, the roles' defaults taken from them, docs/serving.md's table
 rendered from them, thinking levels and the memory/layout numbers derived from them."""
 
@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT
 
-import spark_profiles as sp
+from spark_cluster.runtime import profiles as sp
 
 PROFILES = ROOT / "roles/spark_common/profiles"
 RECIPE = "MiaAI-Lab/DeepSeek-v4-Flash-DSpark-2x-DGX-Spark"

@@ -1,8 +1,8 @@
-"""The serving pair's watchdog (module_utils/spark_rendezvous.py): what it sees in the
+"""The serving pair's watchdog (module_utils/spark_cluster/runtime/rendezvous.py): what it sees in the
 kernel's TCP table and when it restarts the local unit, in the situations a real pair
 goes through (vLLM's headless node does not exit when its head dies)."""
 
-from ansible.module_utils import spark_rendezvous as wd
+from spark_cluster.runtime import rendezvous as wd
 
 HEAD, WORKER, PORT = "198.18.100.10", "198.18.100.11", 29501
 
@@ -209,9 +209,11 @@ def test_prepare_runs_the_watchdog_beside_the_guard_or_says_why_not(tmp_path, ca
     class Done:
         returncode = 0
     assert wd.prepare_workers(str(tmp_path / "watchdog.json"), "stuck",
-                              run=lambda argv, check: ran.append(argv) or Done(), exists=lambda p: True) == 0
-    assert ran[0][-3:] == ["prepare", "--config", str(tmp_path / "watchdog.json")]
-    assert ran[0][1].endswith("spark_watchdog.py")
+                              run=lambda argv, check, env: ran.append((argv, env)) or Done(), exists=lambda p: True) == 0
+    argv, env = ran[0]
+    assert argv[1:] == ["-m", "spark_cluster.node.watchdog", "prepare", "--config", str(tmp_path / "watchdog.json")]
+    # the package this guard was imported from, whatever PYTHONPATH the guard itself had
+    assert pathlib.Path(env["PYTHONPATH"], "spark_cluster", "node", "watchdog.py").is_file()
     assert wd.prepare_workers(None, "stuck", run=None) is None
     assert "a person or start.yml must restart them" in capsys.readouterr().out
 

@@ -1,4 +1,4 @@
-"""module_utils/spark_report.py: stable JSON keys, Markdown table rows, PNG written,
+"""module_utils/spark_cluster/reports/link_report.py: stable JSON keys, Markdown table rows, PNG written,
 built from the real captured probe outputs (fixtures/linkprobe)."""
 
 import datetime
@@ -6,8 +6,8 @@ import json
 import os
 import pathlib
 
-from module_utils import spark_linkprobe as lp
-from module_utils import spark_report as rep
+from spark_cluster.link import linkprobe as lp
+from spark_cluster.reports import link_report as rep
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "linkprobe"
 COLL_FIX = pathlib.Path(__file__).parent / "fixtures" / "collective"

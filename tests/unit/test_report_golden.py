@@ -11,8 +11,8 @@ import pytest
 
 import test_bench as tb
 import test_report as tr
-from module_utils import spark_benchdata as bench
-from module_utils import spark_report as rep
+from spark_cluster.reports import bench_data as bench
+from spark_cluster.reports import link_report as rep
 
 GOLDEN = pathlib.Path(__file__).parent / "fixtures" / "reports"
 

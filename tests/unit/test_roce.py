@@ -1,11 +1,11 @@
-"""RoCE v2 GID index resolution (module_utils/spark_roce.py, library/roce_gid.py)
+"""RoCE v2 GID index resolution (module_utils/spark_cluster/link/roce.py, library/roce_gid.py)
 on sysfs trees shaped like a real DGX Spark's."""
 
 import json
 
 import pytest
 
-from ansible.module_utils.spark_roce import GidError, resolve
+from spark_cluster.link.roce import GidError, resolve
 from ansible.module_utils.testing import patch_module_args
 from sparkfs import EMPTY_GID, ROCE_V1, ROCE_V2, ipv4_gid, link_local_gid, mac_for
 

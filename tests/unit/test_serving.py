@@ -1,4 +1,4 @@
-"""module_utils/spark_serving.py (phase parsing, build progress, smoke checks) and the
+"""module_utils/spark_cluster/runtime/serving.py (phase parsing, build progress, smoke checks) and the
 lab stand-in's API, against log lines of the field notes."""
 
 import importlib.util
@@ -8,7 +8,7 @@ import threading
 import pytest
 import yaml
 
-from module_utils import spark_serving as s
+from spark_cluster.runtime import serving as s
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -175,8 +175,8 @@ def test_serving_doc_documents_every_launch_setting():
     (rendered from the profiles: tests/unit/test_profiles.py checks it is current), and the
     runtime settings go to compose's environment (which wins over the env file): none
     pinned or secret."""
-    import spark_profiles as sp
-    from module_utils.spark_env import check_settings
+    from spark_cluster.runtime import profiles as sp
+    from spark_cluster.runtime.runtime_env import check_settings
 
     defaults = yaml.safe_load((ROOT / "roles/serving/defaults/main.yml").read_text())
     table = sp.block((ROOT / "docs" / "serving.md").read_text())

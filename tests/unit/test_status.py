@@ -1,9 +1,9 @@
-"""The status table (module_utils/spark_status.py)."""
+"""The status table (module_utils/spark_cluster/reports/status.py)."""
 
 import datetime
 
-from ansible.module_utils import spark_monitoring as sm
-from ansible.module_utils import spark_status as st
+from spark_cluster.monitoring import metrics as sm
+from spark_cluster.reports import status as st
 
 RAILS = [{"interface": "enp1s0f1np1", "address": "192.168.100.10/24"},
          {"interface": "enP2p1s0f1np1", "address": "192.168.101.10/24"}]

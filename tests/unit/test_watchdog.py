@@ -1,4 +1,4 @@
-"""The stall watchdog (module_utils/spark_watchdog.py): config validation, the check's
+"""The stall watchdog (module_utils/spark_cluster/runtime/watchdog.py): config validation, the check's
 verdicts, the coordinated restart order, the agent's authentication, and the real
 probe against the lab stand-in with its hang switch."""
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible.module_utils import spark_watchdog as wd
+from spark_cluster.runtime import watchdog as wd
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SECRET = "s" * 64

@@ -16,7 +16,7 @@ Prints one machine-readable line per event, "SPARK_COLLECTIVE <json>":
   result  (per size: bytes, iterations, time, algbw and busbw in GB/s, correct)
   error   (stage and message; exit code 3)
   done    (elapsed seconds, peak busbw)
-module_utils/spark_collective.py parses these lines and NCCL's own.
+module_utils/spark_cluster/link/collective.py parses these lines and NCCL's own.
 
 Rank: RANK if set, else NODE_RANK x GPUS_PER_NODE + LOCAL_RANK. World size: WORLD_SIZE,
 else NNODES x GPUS_PER_NODE. Bus bandwidth follows nccl-tests' all-reduce convention:

@@ -1,4 +1,4 @@
-"""Filters over module_utils/spark_preflight.py: the preflight's problems gathered, then
+"""Filters over module_utils/spark_cluster/runtime/preflight.py: the preflight's problems gathered, then
 refused once with the whole list.
 
     {{ source | spark_runtime_image_problems(pull_ref, repo, version, base, base_from, allow, build_vars) }}
@@ -10,15 +10,19 @@ refused once with the whole list.
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
+import sys
 
 from ansible.errors import AnsibleFilterError
 
-_PATH = pathlib.Path(__file__).resolve().parents[3] / "module_utils" / "spark_preflight.py"
-_SPEC = importlib.util.spec_from_file_location("spark_preflight", _PATH)
-spark_preflight = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(spark_preflight)
+# Controller side: the repository's module_utils/ on sys.path once, so the package imports
+# like any other code (Ansible's ansible.module_utils holds module_utils only for modules)
+_MODULE_UTILS = str(pathlib.Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.append(_MODULE_UTILS)
+
+from spark_cluster.runtime import preflight as spark_preflight  # noqa: E402
+
 
 
 def spark_runtime_image_problems(source, pull_ref, recipe_repo, recipe_version, base_image, base_from,

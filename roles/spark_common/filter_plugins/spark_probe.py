@@ -1,4 +1,4 @@
-"""Filters over module_utils/spark_probeplan.py: the link-validation probe layout, one
+"""Filters over module_utils/spark_cluster/link/probeplan.py: the link-validation probe layout, one
 owner for roles/link_validation (the pairs) and roles/firewall (the ports it opens).
 
     {{ spark_nodes | spark_probe_layout(rails, spark_iperf3_port, spark_iperf3_max_processes, spark_rdma_port) }}
@@ -7,17 +7,19 @@ owner for roles/link_validation (the pairs) and roles/firewall (the ports it ope
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
+import sys
 
 from ansible.errors import AnsibleFilterError
 
-# Controller side: the repository's module_utils file, loaded by path (Ansible's
-# ansible.module_utils package holds the configured module_utils only for modules)
-_PATH = pathlib.Path(__file__).resolve().parents[3] / "module_utils" / "spark_probeplan.py"
-_SPEC = importlib.util.spec_from_file_location("spark_probeplan", _PATH)
-spark_probeplan = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(spark_probeplan)
+# Controller side: the repository's module_utils/ on sys.path once, so the package imports
+# like any other code (Ansible's ansible.module_utils holds module_utils only for modules)
+_MODULE_UTILS = str(pathlib.Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.append(_MODULE_UTILS)
+
+from spark_cluster.link import probeplan as spark_probeplan  # noqa: E402
+
 
 
 def _call(function, nodes, *args):

@@ -1,4 +1,4 @@
-"""Filters over module_utils/spark_profiles.py: the serving profile, loaded once per name.
+"""Filters over module_utils/spark_cluster/runtime/profiles.py: the serving profile, loaded once per name.
 
     {{ spark_profile | spark_profile }}                  -> {name, summary, settings, sources, notes}
     {{ spark_profile | spark_profile_settings }}         -> {setting: value}
@@ -12,15 +12,19 @@ An unknown profile name is refused with the list of known ones.
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
+import sys
 
 from ansible.errors import AnsibleFilterError
 
-_PATH = pathlib.Path(__file__).resolve().parents[3] / "module_utils" / "spark_profiles.py"
-_SPEC = importlib.util.spec_from_file_location("spark_profiles", _PATH)
-spark_profiles = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(spark_profiles)
+# Controller side: the repository's module_utils/ on sys.path once, so the package imports
+# like any other code (Ansible's ansible.module_utils holds module_utils only for modules)
+_MODULE_UTILS = str(pathlib.Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in sys.path:
+    sys.path.append(_MODULE_UTILS)
+
+from spark_cluster.runtime import profiles as spark_profiles  # noqa: E402
+
 
 
 def _wrap(function, *args):

@@ -64,14 +64,9 @@ import time
 import urllib.error
 import urllib.request
 
-try:
-    from ansible.module_utils.spark_files import read_text, write_atomic
-    from ansible.module_utils.spark_rendezvous import held_connections, read_tables
-    from ansible.module_utils.spark_serving import http_json, parse_phase, worker_waiting
-except ImportError:  # standalone: node side, installed next to spark_serving.py
-    from spark_files import read_text, write_atomic
-    from spark_rendezvous import held_connections, read_tables
-    from spark_serving import http_json, parse_phase, worker_waiting
+from ..common.fileio import read_text, write_atomic
+from .rendezvous import held_connections, read_tables
+from .serving import http_json, parse_phase, worker_waiting
 
 PROG = "spark-watchdog"
 DEFAULT_CONFIG = "/etc/spark-cluster/watchdog.json"
@@ -692,7 +687,3 @@ def main(argv=None, system=None):
     except ConfigError as exc:
         system.log(str(exc))
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

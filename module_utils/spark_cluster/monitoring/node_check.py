@@ -30,10 +30,7 @@ import subprocess
 import sys
 import time
 
-try:
-    from ansible.module_utils.spark_files import read_text, write_atomic
-except ImportError:  # standalone: node side, spark_files.py installed next to it (monitoring_lib_files)
-    from spark_files import read_text, write_atomic
+from ..common.fileio import read_text, write_atomic
 
 OUTPUT_NAME = "spark.prom"
 
@@ -135,10 +132,16 @@ def collect(config, run=_run, read=read_text, clock=time.time):
         now=clock())
 
 
+USAGE = "usage: python3 -m spark_cluster.node.node_check CONFIG.json"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(argv) != 1:
-        print("usage: spark_nodecheck.py CONFIG.json", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         with open(argv[0], encoding="utf-8") as fh:
@@ -150,7 +153,3 @@ def main(argv=None):
     write_atomic(path, collect(config), default_mode=0o644)
     print("spark_nodecheck: wrote %s" % path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,10 +31,7 @@ import re
 import shutil
 import sys
 
-try:
-    from ansible.module_utils.spark_files import write_atomic
-except ImportError:  # standalone: node side, spark_files.py installed next to it (hf_cache_lib_files)
-    from spark_files import write_atomic
+from ..common.fileio import write_atomic
 
 MODES = ("nfs", "rsync")
 MISMATCH_POLICIES = ("copy", "clear")
@@ -508,17 +505,19 @@ def check_exports(text):
     return problems
 
 
+USAGE = "usage: python3 -m spark_cluster.node.cache check-exports FILE"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if len(argv) == 2 and argv[0] == "check-exports":
         with open(argv[1], encoding="utf-8") as handle:
             problems = check_exports(handle.read())
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
-    print("usage: spark_cache.py check-exports FILE", file=sys.stderr)
+    print(USAGE, file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible.module_utils.spark_roce import ports, rdma_devices, read_gid_table
+from ..link.roce import ports, rdma_devices, read_gid_table
 
 REDACTED = "***REDACTED***"
 MIN_SECRET_LEN = 8

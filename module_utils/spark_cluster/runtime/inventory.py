@@ -9,10 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-try:
-    from ansible.module_utils.spark_env import check_settings
-except ImportError:  # standalone
-    from spark_env import check_settings
+from .runtime_env import check_settings
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 MTU_MIN = 1280

@@ -22,10 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-try:
-    from ansible.module_utils.spark_files import listdir, read_text
-except ImportError:  # standalone: node side, installed next to spark_prestart.py
-    from spark_files import listdir, read_text
+from ..common.fileio import listdir, read_text
 
 ROCE_V2 = "RoCE v2"
 

@@ -25,15 +25,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-try:
-    from ansible.module_utils.spark_cache import HEX40, HEX64, file_sha256, git_blob_sha1
-except ImportError:  # node-side: side by side in spark_lib_dir
-    from spark_cache import HEX40, HEX64, file_sha256, git_blob_sha1
+from .rules import HEX40, HEX64, file_sha256, git_blob_sha1
 
 
 def parse_plan(text):
@@ -199,7 +195,3 @@ def main(argv=None):
                    say=lambda line: print(line, flush=True))
     print(json.dumps(summary), flush=True)
     return 0 if summary["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,26 +32,15 @@ import json
 import os
 import sys
 
-try:
-    from ansible.module_utils.spark_env import build_env, check_rail0, render
-    from ansible.module_utils.spark_envfile import parse
-    from ansible.module_utils.spark_files import read_text, write_atomic
-    from ansible.module_utils.spark_memory import guard as memory_guard
-    from ansible.module_utils.spark_netconf import rail_drift
-    from ansible.module_utils.spark_image import check_access
-    from ansible.module_utils.spark_netlink import NetlinkReader
-    from ansible.module_utils.spark_pinning import check_pinning, format_problems
-    from ansible.module_utils.spark_roce import GidError, resolve
-except ImportError:  # standalone: node-side pre-start check
-    from spark_env import build_env, check_rail0, render
-    from spark_envfile import parse
-    from spark_files import read_text, write_atomic
-    from spark_memory import guard as memory_guard
-    from spark_netconf import rail_drift
-    from spark_image import check_access
-    from spark_netlink import NetlinkReader
-    from spark_pinning import check_pinning, format_problems
-    from spark_roce import GidError, resolve
+from ..common.envfile import parse
+from ..common.fileio import read_text, write_atomic
+from ..link.netconf import rail_drift
+from ..link.netlink import NetlinkReader
+from ..link.pinning import check_pinning, format_problems
+from ..link.roce import GidError, resolve
+from .image import check_access
+from .memory import guard as memory_guard
+from .runtime_env import build_env, check_rail0, render
 
 DEFAULT_PARAMS = "/etc/spark-cluster/runtime-env.json"
 PROG = "spark-prestart"
@@ -239,7 +228,3 @@ def access_problems(path, stat=os.stat, listdir=os.listdir):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"cannot read the access file {path}: {exc!r} (re-run the playbook)"]
     return check_access(entries, uid, gids, stat=stat, listdir=listdir)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

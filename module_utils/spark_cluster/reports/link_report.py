@@ -12,16 +12,16 @@ from __future__ import annotations
 import datetime
 import textwrap
 
-from ansible.module_utils.spark_linkprobe import (
+from ..link.linkprobe import (
     FAIL, NOT_MEASURED, PASS, STALE, ceiling_explanation, direction_verdict,
     mtu_check, ping_verdict, rail_verdict, rdma_verdict, tcp_verdict,
     thresholds_with_defaults,
 )
-from ansible.module_utils.spark_collective import (
+from ..link.collective import (
     collective_section, expect_from_links, not_measured as collective_not_measured,
     render_markdown as render_collective_markdown,
 )
-from ansible.module_utils.spark_reportfiles import (
+from .output import (
     bullet_section, figure, fmt as _f, generated_line, label_bars, save_figure, table_head,
     write_report_files)
 

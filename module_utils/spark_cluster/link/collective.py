@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 
-from ansible.module_utils.spark_linkprobe import (
+from .linkprobe import (
     DEFAULT_THRESHOLDS, FAIL, NOT_MEASURED, PASS,
 )
 

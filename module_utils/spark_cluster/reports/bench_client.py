@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ansible.module_utils.spark_benchdata import (
+from .bench_data import (
     COUNTERS, PROMPTS, SPEC_KEYS, BenchRefusal, BenchRunError, metric_deltas, parse_metrics,
     parse_sse_line, request_body, spec_rates, summarize_stream)
 

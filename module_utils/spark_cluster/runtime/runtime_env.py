@@ -23,10 +23,7 @@ import ipaddress
 import json
 import re
 
-try:
-    from ansible.module_utils.spark_envfile import render as render_envfile
-except ImportError:  # standalone: node-side pre-start check
-    from spark_envfile import render as render_envfile
+from ..common.envfile import render as render_envfile
 
 SOCKET_KEYS = (
     "GLOO_SOCKET_IFNAME",

@@ -238,15 +238,19 @@ def unit_state(unit, run=subprocess.run):
 
 
 def prepare_workers(config, reason, run=subprocess.run, exists=os.path.exists):
-    """Ask the workers' agents to prepare (spark_watchdog.py, installed beside this file by
-    the watchdog role), without restarting the head. Returns the exit code or None."""
-    program = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spark_watchdog.py")
+    """Ask the workers' agents to prepare (the stall watchdog, ``python3 -m
+    spark_cluster.node.watchdog prepare``, from the package this file belongs to; its
+    configuration exists where the watchdog role set it up), without restarting the head.
+    Returns the exit code or None."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    program = os.path.join(root, "spark_cluster", "node", "watchdog.py")
     if not config or not exists(config) or not exists(program):
         print(f"{PROG}: {reason}; no watchdog configuration here to prepare the workers with "
               "(watchdog_enabled false?): a person or start.yml must restart them", flush=True)
         return None
     print(f"{PROG}: {reason}: asking the workers' agents to prepare", flush=True)
-    return run([sys.executable, program, "prepare", "--config", config], check=False).returncode
+    return run([sys.executable, "-m", "spark_cluster.node.watchdog", "prepare", "--config", config],
+               check=False, env=dict(os.environ, PYTHONPATH=root)).returncode
 
 
 def parse_args(argv):
@@ -302,7 +306,3 @@ def main(argv=None):
                   + f": restarting {args.unit} (its start prepares the workers first)", flush=True)
             subprocess.run(["systemctl", "restart", "--no-block", args.unit], check=False)
         time.sleep(args.interval)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

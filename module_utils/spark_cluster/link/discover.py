@@ -27,10 +27,7 @@ import select
 import socket
 import time
 
-try:
-    from ansible.module_utils.spark_inventory import problem as _problem
-except ImportError:  # standalone
-    from spark_inventory import problem as _problem
+from ..runtime.inventory import problem as _problem
 
 ETHERTYPE = 0x88B5  # IEEE 802 local experimental ethertype 1
 MAGIC = b"spark-discover/1 "

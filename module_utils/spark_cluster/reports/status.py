@@ -7,12 +7,8 @@ from __future__ import annotations
 import datetime
 import re
 
-try:
-    from ansible.module_utils.spark_envfile import parse as parse_env
-    from ansible.module_utils.spark_memory import GIB, parse_meminfo
-except ImportError:  # standalone
-    from spark_envfile import parse as parse_env
-    from spark_memory import GIB, parse_meminfo
+from ..common.envfile import parse as parse_env
+from ..runtime.memory import GIB, parse_meminfo
 
 SCHEMA = "spark-status-report"
 SCHEMA_VERSION = 1

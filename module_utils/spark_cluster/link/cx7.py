@@ -20,8 +20,8 @@ import os
 import pathlib
 import re
 
-from ansible.module_utils.spark_files import read_text
-from ansible.module_utils.spark_roce import rdma_devices, rdma_twins
+from ..common.fileio import read_text
+from .roce import rdma_devices, rdma_twins
 
 MLX5_DRIVER = "mlx5_core"
 PORT_NAME_RE = re.compile(r"^p(\d+)$")
@@ -207,10 +207,7 @@ def discover(sysfs_root="/sys", net=None, fallback_interfaces=(), fallback_reaso
     in ``missing``.
     """
     if net is None:
-        try:
-            from ansible.module_utils.spark_netlink import NetlinkReader
-        except ImportError:  # standalone: node-side pre-start check
-            from spark_netlink import NetlinkReader
+        from .netlink import NetlinkReader
         with NetlinkReader() as reader:
             return discover(sysfs_root, reader, fallback_interfaces, fallback_reason)
 

@@ -95,9 +95,12 @@ class ProfileError(ValueError):
 
 
 def profiles_dir():
-    """roles/spark_common/profiles next to this module_utils directory (controller side)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "roles", "spark_common", "profiles")
+    """roles/spark_common/profiles of the repository this package lives in
+    (module_utils/spark_cluster/runtime/, controller side)."""
+    root = os.path.abspath(__file__)
+    for _ in range(4):
+        root = os.path.dirname(root)
+    return os.path.join(root, "roles", "spark_common", "profiles")
 
 
 def names(directory=None):

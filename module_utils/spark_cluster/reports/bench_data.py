@@ -33,10 +33,10 @@ from __future__ import annotations
 import datetime
 import json
 
-from ansible.module_utils.spark_monitoring import (
+from ..monitoring.metrics import (
     M_ACCEPTED, M_DRAFT_TOKENS, M_DRAFTS, M_GENERATION, M_PER_POS, PER_POSITION_DENOMINATOR,
     RATIOS, per_position_formula, ratio_formula)
-from ansible.module_utils.spark_reportfiles import (
+from .output import (
     bullet_section, figure, fmt as _f, generated_line, label_bars, save_figure, table_head,
     write_report_files)
 

@@ -14,7 +14,7 @@ import pwd
 import shutil
 import stat
 
-from ansible.module_utils.spark_files import write_atomic
+from .fileio import write_atomic
 
 
 class FilesError(Exception):
