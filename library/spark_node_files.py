@@ -85,15 +85,15 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: The pre-start check and its module_utils, in one call
+- name: The node-side package (roles/spark_common/tasks/node_package.yml does this for every file), in one call
   spark_node_files:
     directories:
-      - path: /usr/local/lib/spark-cluster
+      - path: /usr/local/lib/spark-cluster/spark_cluster
         owner: root
         group: root
     files:
-      - dest: /usr/local/lib/spark-cluster/spark_env.py
-        content: "{{ lookup('ansible.builtin.file', 'module_utils/spark_cluster/runtime/runtime_env.py', rstrip=false) }}"
+      - dest: /usr/local/lib/spark-cluster/spark_cluster/__init__.py
+        content: "{{ lookup('ansible.builtin.file', 'module_utils/spark_cluster/__init__.py', rstrip=false) }}"
         owner: root
         group: root
     absent:
@@ -122,7 +122,7 @@ changed_paths:
   returned: success
   type: list
   elements: str
-  sample: [/usr/local/lib/spark-cluster/spark_env.py]
+  sample: [/usr/local/lib/spark-cluster/spark_cluster/__init__.py]
 """
 
 import shlex

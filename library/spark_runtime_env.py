@@ -11,7 +11,7 @@ description:
   - Resolves the RoCE v2 GID index of the node's rails (C(module_utils/spark_cluster/link/roce.py)),
     builds the node's environment (C(module_utils/spark_cluster/runtime/runtime_env.py)) and writes it as a
     docker env file, plus the inputs as JSON (O(params_path)) so that the node-side
-    pre-start check (C(spark_prestart.py), systemd C(ExecStartPre)) re-renders the same
+    pre-start check (C(python3 -m spark_cluster.node.prestart), systemd C(ExecStartPre)) re-renders the same
     file with the same code at every service start.
   - The environment pins every socket user to rail 0 (C(VLLM_HOST_IP),
     C(GLOO_SOCKET_IFNAME), C(NCCL_SOCKET_IFNAME==<iface>), C(TP_SOCKET_IFNAME),

@@ -4,7 +4,7 @@ one lab run, since this machine is noisy (issue 18).
 
 - hand-run parallel iperf3 worker <- head on rail 0, and on both rails at once;
 - the weights fan-out of a >= 2 GB lab model (seeded on the head): one plain rsync (the
-  pull before), spark_fanout.py with 4 streams on rail 0 (the role's pull), and on both rails;
+  pull before), spark_cluster.node.fanout with 4 streams on rail 0 (the role's pull), and on both rails;
 - the image ship (docker save | the project's stream helper over rail 0 | docker load);
 - a no-op site.yml (wall time, changed count, the slowest tasks).
 
@@ -86,7 +86,7 @@ def rail1_daemon(start):
 
 def fan_out(streams, rails=1, dest="/var/tmp/bench-fanout"):
     """Pull the bench model from the head's rsync daemon(s): streams=1 is one plain rsync
-    (the pull before spark_fanout), more is spark_fanout.py as the role runs it (one file
+    (the pull before spark_cluster.node.fanout), more is spark_cluster.node.fanout as the role runs it (one file
     per stream, each blob checked against its hash on arrival), sources on `rails` rails.
     Returns seconds, bytes copied, bytes received on the rails used."""
     sh(WORKER, f"rm -rf {dest} && mkdir -p {dest}")
@@ -96,7 +96,7 @@ def fan_out(streams, rails=1, dest="/var/tmp/bench-fanout"):
         sh(WORKER, f"rsync -a --partial-dir=.rsync-partial rsync://{used[0][0]}/hf-hub/{BENCH_DIR}/ {dest}/")
     else:
         sources = " ".join(f"--source rsync://{r[0]}/hf-hub/{BENCH_DIR}/" for r in used)
-        out = sh(WORKER, f"python3 {LIB}/spark_fanout.py {sources} --dest {dest} --streams {streams} -- --archive --partial-dir=.rsync-partial")
+        out = sh(WORKER, f"PYTHONPATH={LIB} python3 -m spark_cluster.node.fanout {sources} --dest {dest} --streams {streams} -- --archive --partial-dir=.rsync-partial")
         summary = json.loads(out.splitlines()[-1])
         if not summary["ok"]:
             raise SystemExit(f"fan-out failed: {summary}")
@@ -254,8 +254,8 @@ def render(r):
         f"| iperf3 head -> worker, rail 0, 2 processes x 2 streams (before / after the fan-out) | {r['iperf_rail0']:.1f} / {r['iperf_rail0_after']:.1f} Gb/s |",
         f"| iperf3 head -> worker, both rails at once, 2 x 2 streams each | {r['iperf_both']:.1f} Gb/s |",
         f"| fan-out, {f1b / 1e9:.2f} GB lab model, 1 plain rsync (the pull before), rail 0 | {f1s:.1f} s = {f1:.2f} Gb/s ({f1x / 1e9:.2f} GB crossed rail 0) |",
-        f"| fan-out, same model, spark_fanout.py 4 streams (as `hf_cache` pulls it now, each blob hashed on arrival), rail 0 | {f4s:.1f} s = {f4:.2f} Gb/s ({f4x / 1e9:.2f} GB crossed rail 0) |",
-        f"| fan-out, same model, spark_fanout.py 4 streams over both rails (a second, temporary rsync daemon on rail 1) | {fbs:.1f} s = {fb:.2f} Gb/s ({fbx / 1e9:.2f} GB crossed the rails) |",
+        f"| fan-out, same model, spark_cluster.node.fanout 4 streams (as `hf_cache` pulls it now, each blob hashed on arrival), rail 0 | {f4s:.1f} s = {f4:.2f} Gb/s ({f4x / 1e9:.2f} GB crossed rail 0) |",
+        f"| fan-out, same model, spark_cluster.node.fanout 4 streams over both rails (a second, temporary rsync daemon on rail 1) | {fbs:.1f} s = {fb:.2f} Gb/s ({fbx / 1e9:.2f} GB crossed the rails) |",
         f"| image: `docker save` of {img['image']} ({img['tar_bytes'] / 1e6:.0f} MB tar) to a pipe | {img['save_s']:.1f} s = {save:.2f} Gb/s |",
         f"| image ship: save -> spark_image_stream.py (rail 0) -> `docker load` | {img['ship_s']:.1f} s = {ship:.2f} Gb/s |",
         f"| `docker save` piped into `gzip -1` (a compressed ship's ceiling) | {img['gzip_s']:.1f} s = {gbps(img['tar_bytes'], img['gzip_s']):.2f} Gb/s of tar, "

@@ -217,7 +217,7 @@ def test_nfs_mode_renders_and_checks_without_starting(lab, nfs_rendered):
         address = sh(worker, f"ip -4 -o addr show dev {iface} | awk '{{print $4}}' | cut -d/ -f1").stdout.strip()
         workers_rail0.append(address)
     assert line == [f"{HUB} " + " ".join(f"{a}(ro,root_squash,sync,no_subtree_check,sec=sys)" for a in workers_rail0)]
-    check = sh(lab["head"], "python3 /usr/local/lib/spark-cluster/spark_cache.py check-exports /etc/exports.d/spark-hf.exports", check=False)
+    check = sh(lab["head"], "PYTHONPATH=/usr/local/lib/spark-cluster python3 -m spark_cluster.node.cache check-exports /etc/exports.d/spark-hf.exports", check=False)
     assert check.returncode == 0, check.stderr
     assert sh(lab["head"], "systemctl is-active nfs-server", check=False).stdout.strip() != "active"
     for worker, iface in lab["workers"]:

@@ -60,7 +60,7 @@ def test_recipe_settings_and_no_secrets(host):
 
 
 def test_prestart_check_passes_and_catches_a_wrong_pin(host):
-    ok = host.run("/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py "
+    ok = host.run("PYTHONPATH=/usr/local/lib/spark-cluster /usr/bin/python3 -m spark_cluster.node.prestart "
                   "--params /etc/spark-cluster/runtime-env.json --check-only")
     assert ok.rc == 0, ok.stderr
     params = json.loads(host.file("/etc/spark-cluster/runtime-env.json").content_string)
@@ -72,7 +72,7 @@ def test_prestart_check_passes_and_catches_a_wrong_pin(host):
         "python3 -c \"import json; p=json.load(open('/etc/spark-cluster/runtime-env.json')); "
         "p['path']='$tmp/runtime.env'; p['node']['address']='198.18.100.99'; "
         "p['rails'][0]['address']='198.18.100.99'; json.dump(p, open('$tmp/p.json','w'))\" && "
-        "/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py --params $tmp/p.json --check-only; "
+        "PYTHONPATH=/usr/local/lib/spark-cluster /usr/bin/python3 -m spark_cluster.node.prestart --params $tmp/p.json --check-only; "
         "rc=$?; rm -rf $tmp; exit $rc"
     )
     assert bad.rc == 1, bad.stdout

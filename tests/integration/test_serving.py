@@ -196,7 +196,8 @@ def test_container_runs_the_images_contract(host, hostvars):
 
 def test_unit_is_enabled_active_and_checks_pinning_first(host, hostvars):
     unit = host.file(f"/etc/systemd/system/{UNIT}").content_string
-    assert ("ExecStartPre=/usr/bin/python3 /usr/local/lib/spark-cluster/spark_prestart.py "
+    assert "Environment=PYTHONPATH=/usr/local/lib/spark-cluster\n" in unit
+    assert ("ExecStartPre=/usr/bin/python3 -m spark_cluster.node.prestart "
             "--params /etc/spark-cluster/runtime-env.json --access /etc/spark-cluster/runtime-access.json") in unit
     assert "compose -f /etc/spark-cluster/compose.yml -p spark-runtime up" in unit
     assert "ExecStop=-/usr/bin/docker compose -f /etc/spark-cluster/compose.yml -p spark-runtime down" in unit

@@ -3,7 +3,7 @@ streams at once, and checks each blob against its hash as soon as it has arrived
 the other files are still on the wire (stdlib only; installed in spark_lib_dir by
 roles/hf_cache and run on each worker).
 
-    spark_fanout.py --source rsync://192.168.100.10:873/hf-hub/ \
+    python3 -m spark_cluster.node.fanout --source rsync://192.168.100.10:873/hf-hub/ \
         --source rsync://192.168.101.10:873/hf-hub/ --dest /var/lib/spark-hf/hub \
         --streams 4 -- --archive --partial-dir=.rsync-partial ...
 

@@ -1,8 +1,8 @@
 """The Hugging Face hub cache and the node-local JIT caches: the one place for their rules.
 
 Plain functions (stdlib only), used by the modules ``hf_cache_facts``,
-``hf_cache_snapshot`` and ``hf_cache_key`` and runnable on a node as a script
-(``python3 spark_cache.py check-exports FILE``, used to validate the rendered NFS
+``hf_cache_snapshot`` and ``hf_cache_key`` and runnable on a node
+(``python3 -m spark_cluster.node.cache check-exports FILE``, used to validate the rendered NFS
 export before it is installed).
 
 Hub cache layout (what ``hf download --cache-dir`` writes)::

@@ -1,5 +1,5 @@
 """Many small files, directories and removals on a node in one module call (spark_node_files).
-Desired state of paths; the plain file helpers (atomic replace) are in spark_files.
+Desired state of paths; the plain file helpers (atomic replace) are in common.fileio.
 
 A no-op re-run of site.yml pays one round trip per task and per loop item; a loop of
 `copy` or `file` over eight paths costs eight. These plain functions compare and apply a

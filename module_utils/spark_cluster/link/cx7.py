@@ -11,7 +11,7 @@ mlx5_0, ...), so everything is read from sysfs, never assumed:
 - its PCIe link (which of the two x4 links, "twins", it hangs off) is the PCI
   ``domain:bus`` ("0002:01"), else read from a predictable name (``enP2p1s0f1np1``).
 
-Addresses come from netlink (``spark_netlink``). ``discover()`` returns plain data.
+Addresses come from netlink (``link.netlink``). ``discover()`` returns plain data.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def admin_up(flags):
 
 def observe(node, run_id, peers, cx7, flags, set_link, rediscover, probe_fn=probe,
             bring_up=True, link_wait=5.0, clock=time.monotonic, sleep=time.sleep, **probe_args):
-    """What one node sees: its ConnectX-7 netdevs (``cx7``, spark_cx7.discover()), and
+    """What one node sees: its ConnectX-7 netdevs (``cx7``, cx7.discover()), and
     on every port with carrier, which nodes answered.
 
     flags: {netdev: sysfs flags}; set_link(name, up) sets the admin state;

@@ -5,7 +5,7 @@ Everything Prometheus and Grafana see is generated from the tables below:
 * the runtime's (vLLM's) series the project reads (``M_*``), also used by the benchmark;
 * ``RATIOS``: acceptance rate and mean accepted length as ratios of counter increases.
   The benchmark computes them from ``/metrics`` deltas around one run
-  (``spark_benchdata.spec_rates``), the recording rules from ``rate()`` over a window: the
+  (``reports.bench_data.spec_rates``), the recording rules from ``rate()`` over a window: the
   same numerator and denominator, from this table only;
 * ``RECORDING_RULES`` and ``ALERTS`` (expressions with ``{placeholders}`` filled from
   ``DEFAULT_PARAMS`` or the role's variables), rendered by ``render_rules``;
@@ -15,7 +15,7 @@ Everything Prometheus and Grafana see is generated from the tables below:
   unit test fails when the committed file differs).
 
 The node-side series ``spark_*`` (firewall table present, unit restarts, which device is
-which rail, the management interface) come from ``spark_nodecheck.py`` through node
+which rail, the management interface) come from ``monitoring.node_check`` through node
 exporter's textfile collector.
 
 Plain Python 3.11+, stdlib only.
@@ -47,7 +47,7 @@ N_TX = "node_network_transmit_bytes_total"
 N_MEM_AVAILABLE = "node_memory_MemAvailable_bytes"
 N_MEM_TOTAL = "node_memory_MemTotal_bytes"
 
-# spark_nodecheck.py (textfile collector, every node)
+# monitoring.node_check (textfile collector, every node)
 S_RAIL_INFO = "spark_rail_info"
 S_MGMT_INFO = "spark_mgmt_interface_info"
 S_FIREWALL = "spark_firewall_table_present"

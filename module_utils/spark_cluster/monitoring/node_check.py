@@ -2,10 +2,10 @@
 
 Run on every node by ``spark-node-check.timer`` (roles/monitoring), as root::
 
-    python3 /usr/local/lib/spark-cluster/spark_nodecheck.py /etc/spark-cluster/node-check.json
+    PYTHONPATH=/usr/local/lib/spark-cluster python3 -m spark_cluster.node.node_check /etc/spark-cluster/node-check.json
 
 It writes ``<textfile dir>/spark.prom`` (atomically: a temporary file renamed over it)
-with the series the alert rules of ``spark_monitoring`` join with node exporter's:
+with the series the alert rules of ``monitoring.metrics`` join with node exporter's:
 
 * ``spark_rail_info{device, rail}`` 1 per QSFP rail of this node (the config lists the
   rails' interfaces in rail order): which

@@ -1,7 +1,7 @@
 """The serving benchmark's HTTP client (httpx): the refusal checks (server up, model,
 spec-decode counters) and one streamed run with ``/metrics`` snapshots around it.
 
-Everything it measures is computed by the pure part, ``spark_benchdata``; the clock is
+Everything it measures is computed by the pure part, ``bench_data``; the clock is
 injectable, httpx is imported when a client is made. Plain Python 3.11+.
 """
 

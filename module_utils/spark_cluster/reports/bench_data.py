@@ -7,10 +7,10 @@ thinking on/off, from recorded events (no network, no clock).
 * Prometheus counter snapshots and their deltas, rates, aggregation;
 * the report dict, its Markdown table and PNG, and ``write_report``
   (``bench-<UTC stamp>.{json,md,png}`` and ``bench-latest.*``), rendered with the
-  pieces the link report uses too (``spark_reportfiles``).
+  pieces the link report uses too (``reports.output``).
 
 The HTTP side (server checks, one streamed run with ``/metrics`` around it) is
-``spark_benchclient.BenchClient``; ``library/spark_bench.py`` drives both.
+``bench_client.BenchClient``; ``library/spark_bench.py`` drives both.
 
 Formulas (the field report's, see docs/bench.md):
 
@@ -21,7 +21,7 @@ Formulas (the field report's, see docs/bench.md):
 * acceptance rate = d(accepted_tokens) / d(draft_tokens);
   mean accepted tokens per draft = d(accepted_tokens) / d(drafts);
   per-position rate = d(accepted_tokens_per_pos{position}) / d(drafts).
-  The ratios come from ``spark_monitoring.RATIOS``, the table the Prometheus recording
+  The ratios come from ``monitoring.metrics.RATIOS``, the table the Prometheus recording
   rules are generated from.
 
 Plain Python 3.11+. prometheus_client (metrics parser) and matplotlib (PNG) are
@@ -83,7 +83,7 @@ FIELD_REFERENCE = {
 }
 
 # Prometheus counters (vLLM, only present when speculative decoding is on), and the
-# ratios computed from them: one table with the recording rules (spark_monitoring).
+# ratios computed from them: one table with the recording rules (monitoring.metrics).
 COUNTERS = {M_DRAFTS: "drafts", M_DRAFT_TOKENS: "draft_tokens",
             M_ACCEPTED: "accepted_tokens", M_GENERATION: "generation_tokens"}
 SPEC_KEYS = ("drafts", "draft_tokens", "accepted_tokens")

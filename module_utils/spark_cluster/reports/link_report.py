@@ -2,7 +2,7 @@
 
 ``build_report`` turns the raw probe results of ``library/link_probe.py`` (as the
 role collected them) into the report dict, with all verdicts from
-``spark_linkprobe``. ``write_report`` writes ``link-<UTC stamp>.{json,md,png}`` and
+``link.linkprobe``. ``write_report`` writes ``link-<UTC stamp>.{json,md,png}`` and
 points ``link-latest.*`` at them. Plain Python 3.11+; matplotlib only for the PNG
 (imported lazily, Agg backend).
 """
@@ -187,7 +187,7 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
     env_file_present: {host: bool}; pinning problems fail the run only for hosts
     whose runtime env file exists (the deployed configuration is wrong).
     collective: {runs: {host: probe module result}, expect: {host: {rail0_interface,
-    rdma_devices}}, order: [hosts]} for spark_collective.collective_section; None =
+    rdma_devices}}, order: [hosts]} for link.collective.collective_section; None =
     the probe did not run (reported "not measured": the verdict can then not be pass).
 
     Where any host has an RDMA device the verdict is pass or fail, never "incomplete":

@@ -1,5 +1,5 @@
-"""What the controller's reports share (the link report ``spark_report``, the benchmark
-``spark_benchdata``, the status report): the Markdown pieces (value cells, the
+"""What the controller's reports share (the link report ``link_report``, the benchmark
+``bench_data``, the status report): the Markdown pieces (value cells, the
 "Generated ..." line, table heads, bullet sections), the PNG figure's set-up and
 save, and writing the files: one timestamped file per format and a
 `<prefix>-latest.<ext>` link to the newest. matplotlib is imported lazily (Agg)."""

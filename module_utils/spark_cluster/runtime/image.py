@@ -9,7 +9,7 @@ vllm, nvcc for the DeepGEMM/TileLang JIT), off ``PATH``; the recipe's compose ex
 ``/opt/env/bin/vllm`` (``runtime_exports`` renders the same).
 
 ``check_access`` is the pre-start check that the runtime uid can read and write what it
-needs (used by spark_prestart.py on the node and by the serving role): a cache it cannot
+needs (used by the pre-start check on the node and by the serving role): a cache it cannot
 write is a clear failure before the start, not a crash loop.
 """
 

@@ -251,7 +251,7 @@ def check_host(host, rails, interfaces, default_interface, host_addresses, defau
 
 def check_environment(host, variable, settings):
     """Extra container environment (e.g. ``serving_environment``) by the runtime env's
-    own rules (``spark_env.check_settings``: no secret-looking key, no pinned key).
+    own rules (``runtime_env.check_settings``: no secret-looking key, no pinned key).
 
     Compose's ``environment:`` wins over the env file, so a pinned key there would
     bypass the pinning and the pre-start check, and a secret would show in

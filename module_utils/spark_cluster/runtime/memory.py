@@ -5,7 +5,7 @@ A DGX Spark's GPU and CPU share one pool of memory. vLLM takes
 the node freezes) when that much is not free. Two field failures lead here: a start
 right after the 167 GB of weights were copied (the page cache holds them), and a
 restart loop that leaks unified memory. The guard, called by the pre-start check
-(``spark_prestart.py``) before every start:
+(``runtime.prestart``) before every start:
 
 1. reads ``/proc/meminfo``: ``MemAvailable`` (the kernel's estimate, which counts the
    reclaimable part of the page cache) and the page cache itself;

@@ -1,22 +1,22 @@
 """Node-side pre-start check of the serving service (systemd ExecStartPre).
 
-Runs on the node at every service start, outside Ansible, from the same module_utils
-files the playbook used (installed to /usr/local/lib/spark-cluster/)::
+Runs on the node at every service start, outside Ansible, from the same package the
+playbook used (spark_cluster, installed to /usr/local/lib/spark-cluster/)::
 
-    python3 /usr/local/lib/spark-cluster/spark_prestart.py \
+    PYTHONPATH=/usr/local/lib/spark-cluster python3 -m spark_cluster.node.prestart \
         --params /etc/spark-cluster/runtime-env.json
 
 1. reads the inputs the spark_runtime_env module saved (params file);
-2. re-resolves the RoCE v2 GID index (spark_roce.resolve: it can drift after a
-   reboot) and re-renders the env file with the same spark_env functions, rewriting
+2. re-resolves the RoCE v2 GID index (link.roce.resolve: it can drift after a
+   reboot) and re-renders the env file with the same runtime_env functions, rewriting
    it only when it changed (and saying so: "GID index drifted 3 -> 4 on rocep1s0f1");
 3. checks the interface pinning of the rendered env against the kernel
-   (spark_pinning.check_pinning with the real netlink reader);
-4. with ``--gpu-memory-utilization``: the unified-memory guard (spark_memory.guard):
+   (link.pinning.check_pinning with the real netlink reader);
+4. with ``--gpu-memory-utilization``: the unified-memory guard (memory.guard):
    MemAvailable against utilization x total + ``--memory-margin-gib``, the page cache
    dropped when the weights under ``--weights-dir`` were written since the last start
    (``--memory-stamp``), the start refused with the numbers when it does not fit.
-5. (params with ``mtu``) checks every rail's MTU and address (spark_netconf.rail_drift):
+5. (params with ``mtu``) checks every rail's MTU and address (link.netconf.rail_drift):
    a firmware update is known to reset the ports' MTU to 1500; says what to run.
 
 Exit 0 when all is well (one summary line on stdout), 1 on any problem (one line per

@@ -18,7 +18,7 @@ a mapped address counts as its IPv4 address (docs/real-stack.md: rows of a real 
 **One decision point, the head.** Once the pair has joined (every connection seen
 ESTABLISHED since the local unit's current start), the head restarts its own unit when a
 worker's joined connections are all gone for ``misses`` probes in a row. Every start of
-the head's unit first asks each worker's agent to *prepare* (``spark_watchdog.py
+the head's unit first asks each worker's agent to *prepare* (``spark_cluster.node.watchdog
 prepare``, an ``ExecStartPre`` of the watchdog role): a worker whose runtime joined an
 earlier head, or is not running, is restarted; a fresh one waiting for the master is left
 alone. So a dead worker, a dead head (systemd restarts it) and a stalled pair (the stall
@@ -28,7 +28,7 @@ react to each other's restarts.
 A head that waits in its rendezvous longer than ``--join-timeout`` (a worker that joined
 an earlier head slipped past the start's prepare, e.g. a race with its own restart) asks
 the agents to prepare again (``--prepare-config``: the watchdog's configuration; the same
-``spark_watchdog.py prepare``): a stale worker is restarted into the waiting rendezvous,
+``spark_cluster.node.watchdog prepare``): a stale worker is restarted into the waiting rendezvous,
 a fresh one left alone, and the head itself is not restarted. Still waiting another
 ``--join-timeout`` later, the head restarts its own unit: its world may have formed with a
 worker that left before the guard's probe saw it (a join and a death within one probe
@@ -270,7 +270,7 @@ def parse_args(argv):
     parser.add_argument("--join-timeout", type=float, default=0,
                         help="head: seconds in the rendezvous before the workers are prepared again (0: never)")
     parser.add_argument("--prepare-config", default=None,
-                        help="head: the watchdog's configuration (spark_watchdog.py prepare); absent: no prepare")
+                        help="head: the watchdog's configuration (spark_cluster.node.watchdog prepare); absent: no prepare")
     return parser.parse_args(argv)
 
 

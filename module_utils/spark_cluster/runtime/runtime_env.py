@@ -1,9 +1,9 @@
 """The runtime environment of a node: the one place it is rendered.
 
 ``build_env`` turns a node's inputs (rank, rail-0 interface and address, rendezvous)
-and the GID resolution of ``spark_roce`` into the ordered environment the serving
+and the GID resolution of ``link.roce`` into the ordered environment the serving
 container gets; ``render`` writes it as a docker env file. Both the Ansible module
-(``spark_runtime_env``) and the node-side pre-start check (``spark_prestart``) call
+(``spark_runtime_env``) and the node-side pre-start check (``runtime.prestart``) call
 these functions, so a file rendered at provisioning and one re-rendered at service
 start are byte-identical when nothing changed.
 
@@ -11,7 +11,7 @@ Who reads what (see docs/field-notes): VLLM_HOST_IP (vLLM's get_ip(), else it pi
 default-route interface: the Wi-Fi trap), GLOO_SOCKET_IFNAME (gloo, one exact name),
 NCCL_SOCKET_IFNAME (NCCL, "=name" is an exact match, a bare name a prefix),
 TP_SOCKET_IFNAME (TensorPipe), UCX_NET_DEVICES (UCX), OMPI_MCA_btl_tcp_if_include
-(Open MPI), MN_IF_NAME (NVIDIA's scripts), NCCL_IB_* (NCCL, from spark_roce).
+(Open MPI), MN_IF_NAME (NVIDIA's scripts), NCCL_IB_* (NCCL, from link.roce).
 
 The env file holds no secrets: it is not a place for tokens (they would show in
 ``docker inspect``), so secret-looking settings are refused.
@@ -33,7 +33,7 @@ SOCKET_KEYS = (
     "OMPI_MCA_btl_tcp_if_include",
     "MN_IF_NAME",
 )
-# Every key spark_roce may set: pinned even when the current resolution does not set
+# Every key link.roce may set: pinned even when the current resolution does not set
 # it (a NCCL_IB_GID_INDEX in settings would defeat per-device selection).
 NCCL_GID_KEYS = (
     "NCCL_IB_HCA",
@@ -158,7 +158,7 @@ def build_env(node, gid):
     node: {rank, nnodes, role ('head'|'worker'), interface (rail-0 netdev), address
     (rail-0 address, no prefix), master_addr (head's rail-0 address), master_port,
     settings (extra keys, no secrets, no pinned keys)}.
-    gid: the result of spark_roce.resolve for this node's rails.
+    gid: the result of link.roce.resolve for this node's rails.
     """
     checked = check_node(node)
     nccl_env = dict((gid or {}).get("nccl_env") or {})
@@ -231,7 +231,7 @@ def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None
 
 
 def rail_interfaces(rails):
-    """{netdev: address without prefix} in rail order, for spark_roce.resolve."""
+    """{netdev: address without prefix} in rail order, for link.roce.resolve."""
     interfaces = {}
     for index, rail in enumerate(rails or []):
         interface = rail.get("interface")

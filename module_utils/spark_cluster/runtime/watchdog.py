@@ -5,11 +5,13 @@ timeout instead hangs the tensor-parallel pair while the API keeps answering
 ``/health``; only a full stop and start of every node brings it back. This program
 watches for that and does the full restart itself::
 
-    spark_watchdog.py check    --config /etc/spark-cluster/watchdog.json   # head, timer
-    spark_watchdog.py agent    --config /etc/spark-cluster/watchdog.json   # workers, service
-    spark_watchdog.py restart  --config ... --reason "..."                 # head, by hand
-    spark_watchdog.py prepare  --config ...                                # head, ExecStartPre
-    spark_watchdog.py validate --config-json '{...}'                       # the role, up front
+    python3 -m spark_cluster.node.watchdog check    --config /etc/spark-cluster/watchdog.json  # head, timer
+    python3 -m spark_cluster.node.watchdog agent    --config /etc/spark-cluster/watchdog.json  # workers
+    python3 -m spark_cluster.node.watchdog restart  --config ... --reason "..."   # head, by hand
+    python3 -m spark_cluster.node.watchdog prepare  --config ...                  # head, ExecStartPre
+    python3 -m spark_cluster.node.watchdog validate --config-json '{...}'         # the role, up front
+
+(with PYTHONPATH=/usr/local/lib/spark-cluster, as the units set it)
 
 **check** (head, ``spark-watchdog.timer`` every ``interval_s``): nothing while the runtime
 unit is not active (starting, stopped by a person, failed: systemd's business). Else
@@ -38,7 +40,7 @@ head, whoever starts it: systemd after a crash, the rendezvous guard after a los
 a person, this restart): asks each worker's agent to *prepare*. A worker whose runtime
 joined an earlier head (it cannot join another: vLLM's headless node stays blocked), or
 that is not running, is restarted and awaited; a fresh one waiting for the master is left
-alone. The agent reads that from the worker's rendezvous guard (``spark_rendezvous.py
+alone. The agent reads that from the worker's rendezvous guard (``spark_cluster.node.rendezvous
 --state``: has this run of the unit joined?); without a record for the unit's current
 run it restarts, to be sure. A restart by the agent is a manual start: systemd's
 back-off for crash loops (``RestartSteps``) does not slow it. The head's start goes on
@@ -523,7 +525,7 @@ def worker_ready(cfg, system, since):
 def prepare_decision(record, props, held=(), boundary=0.0):
     """Does this worker need a restart before its head starts? (action, why): action is
     restart, keep or unknown (no record of the guard for the unit's current run yet).
-    ``record``: the rendezvous guard's (spark_rendezvous.py --state); ``props``: the
+    ``record``: the rendezvous guard's (spark_cluster.node.rendezvous --state); ``props``: the
     unit's ActiveState, SubState and InvocationID; ``held``: the connections to the
     master's store this node holds now (the head's new store is not open yet: any is an
     earlier head's, and the guard's probes, seconds apart, can miss a short join);
