@@ -33,7 +33,7 @@ import os
 import sys
 
 try:
-    from ansible.module_utils.spark_env import build_env, check_rail0, render
+    from ansible.module_utils.spark_env import build_env, rail_interfaces, render
     from ansible.module_utils.spark_envfile import parse
     from ansible.module_utils.spark_files import read_text, write_atomic
     from ansible.module_utils.spark_memory import guard as memory_guard
@@ -43,7 +43,7 @@ try:
     from ansible.module_utils.spark_pinning import check_pinning, format_problems
     from ansible.module_utils.spark_roce import GidError, resolve
 except ImportError:  # standalone: node-side pre-start check
-    from spark_env import build_env, check_rail0, render
+    from spark_env import build_env, rail_interfaces, render
     from spark_envfile import parse
     from spark_files import read_text, write_atomic
     from spark_memory import guard as memory_guard
@@ -157,7 +157,7 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
     root = sysfs_root or args.sysfs_root or params.get("sysfs_root") or "/sys"
 
     try:
-        interfaces = check_rail0(node, rails)
+        interfaces = rail_interfaces(rails)
         gid = resolve(root, interfaces)
         env = build_env(node, gid)
         text = render(env, params)

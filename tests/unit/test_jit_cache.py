@@ -1,6 +1,6 @@
 """roles/jit_cache and its logic in module_utils/spark_cache.py: JIT cache keys, the
 plan per worker (none, copy, clear), clearing, and the JIT table in one place
-(spark_jit_subdirs in roles/spark_common)."""
+(jit_cache_subdirs in roles/spark_common)."""
 
 import os
 import pathlib
@@ -111,14 +111,14 @@ def test_clear_keeps_the_named_dirs_empty(tmp_path):
 
 def test_the_jit_table_lives_in_spark_common_only():
     common = load("roles/spark_common/defaults/main.yml")
-    assert common["spark_jit_subdirs"] == JIT_VARS
-    assert common["spark_jit_container_dir"] == common["hf_cache_jit_dir"] == "/var/cache/spark-jit"
+    assert common["jit_cache_subdirs"] == JIT_VARS
+    assert common["jit_cache_container_dir"] == common["jit_cache_dir"] == "/var/cache/spark-jit"
     assert not hasattr(sc, "JIT_SUBDIRS")
     for f in sorted((ROOT / "roles").rglob("*")):
         if f.is_file() and f.suffix in (".yml", ".j2") and "spark_common" not in f.parts:
             text = f.read_text()
             for var in JIT_VARS:
-                assert var not in text, f"{f.relative_to(ROOT)} spells {var}: use spark_jit_subdirs"
+                assert var not in text, f"{f.relative_to(ROOT)} spells {var}: use jit_cache_subdirs"
 
 
 def test_runtime_env_points_the_seven_variables_below_the_container_dir():
@@ -131,8 +131,8 @@ def test_runtime_env_points_the_seven_variables_below_the_container_dir():
     env.filters["zip"] = lambda a, *b: zip(a, *b)
     env.filters["regex_replace"] = regex_replace
     expr = task["vars"]["__runtime_env_jit_settings"]
-    settings = env.from_string(expr).render(spark_jit_subdirs=common["spark_jit_subdirs"],
-                                            spark_jit_container_dir=common["spark_jit_container_dir"])
+    settings = env.from_string(expr).render(jit_cache_subdirs=common["jit_cache_subdirs"],
+                                            jit_cache_container_dir=common["jit_cache_container_dir"])
     assert yaml.safe_load(settings) == {var: f"/var/cache/spark-jit/{sub}" for var, sub in JIT_VARS.items()}
     user = load("roles/runtime_env/defaults/main.yml")["runtime_env_settings"]
     assert not set(user) & set(JIT_VARS)  # the user's settings win in the merge, none collide by default
