@@ -24,7 +24,7 @@ JIT = "/var/cache/spark-jit"
 # the model of the default serving profile (roles/spark_common/profiles/current.yml)
 REPO_DIR = "models--deepseek-ai--DeepSeek-V4-Flash-0731"
 # The JIT table (pinned literally by tests/unit/test_jit_cache.py)
-JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["jit_cache_subdirs"]
+JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main/caches.yml").read_text())["jit_cache_subdirs"]
 
 
 def sh(container, script, check=True):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import hub_seed  # tests/lab: the lab-only model seeder
+from conftest import spark_common_defaults
 from module_utils import spark_cache as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -230,6 +231,6 @@ def test_rendered_export_template_passes_the_check():
 
 
 def test_hf_cache_defaults_hold_no_lab_switch():
-    assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["jit_cache_dir"] == "/var/cache/spark-jit"
+    assert spark_common_defaults()["jit_cache_dir"] == "/var/cache/spark-jit"
     defaults = yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())
     assert "hf_cache_lab_seed" not in defaults and defaults["hf_cache_nfs_start"] is True

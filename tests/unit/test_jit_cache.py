@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible.plugins.filter.core import regex_replace
 
+from conftest import spark_common_defaults
 from module_utils import spark_cache as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def test_clear_keeps_the_named_dirs_empty(tmp_path):
 
 
 def test_the_jit_table_lives_in_spark_common_only():
-    common = load("roles/spark_common/defaults/main.yml")
+    common = spark_common_defaults()
     assert common["jit_cache_subdirs"] == JIT_VARS
     assert common["jit_cache_container_dir"] == common["jit_cache_dir"] == "/var/cache/spark-jit"
     assert not hasattr(sc, "JIT_SUBDIRS")
@@ -124,7 +125,7 @@ def test_the_jit_table_lives_in_spark_common_only():
 def test_runtime_env_points_the_seven_variables_below_the_container_dir():
     """runtime_env's expression gives the env file the same seven lines as the literals did
     (the settings are sorted before rendering, so the order of the merge does not matter)."""
-    common = load("roles/spark_common/defaults/main.yml")
+    common = spark_common_defaults()
     tasks = load("roles/runtime_env/tasks/main.yml")
     task = next(t for t in tasks if "__runtime_env_jit_settings" in t.get("vars", {}))
     env = jinja2.Environment()
@@ -160,9 +161,12 @@ def test_hf_cache_has_no_jit_entry_points_left():
 
 
 def test_old_jit_names_are_refused_with_the_new_ones():
-    renamed = load("roles/spark_common/vars/main.yml")["__spark_common_renamed"]
+    renamed = load("roles/preflight/vars/main.yml")["__preflight_renamed"]
     assert renamed["hf_cache_jit_mismatch"] == "jit_cache_mismatch"
     assert renamed["hf_cache_image_id"] == "jit_cache_image_id"
+    for old, new in (("hf_cache_jit_dir", "jit_cache_dir"), ("hf_cache_rsync_jit_module", "jit_cache_rsync_module"),
+                     ("spark_jit_subdirs", "jit_cache_subdirs"), ("spark_jit_container_dir", "jit_cache_container_dir")):
+        assert renamed[old] == new
     defaults = load("roles/jit_cache/defaults/main.yml")
     assert defaults["jit_cache_mismatch"] == "copy"
     assert defaults["jit_cache_image_id"] == "{{ runtime_image_id | default('') }}"
