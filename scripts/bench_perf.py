@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): the costs that grow with the work, measured side by side in
-one lab run, since this machine is noisy (issue 18).
+one lab run, since this machine is noisy.
 
 - hand-run parallel iperf3 worker <- head on rail 0, and on both rails at once;
 - the weights fan-out of a >= 2 GB lab model (seeded on the head): one plain rsync (the
