@@ -62,11 +62,10 @@ author:
 EXAMPLES = r"""
 - name: Check the pinning of the rendered runtime env
   qsfp_pinning:
-    interface: "{{ spark_rails[0].interface }}"
-    address: "{{ spark_rails[0].address }}"
-    peers: "{{ groups['spark'] | difference([inventory_hostname])
-               | map('extract', hostvars, ['spark_rails', 0, 'address']) | list }}"
-    env_file: /etc/spark/runtime.env
+    interface: "{{ spark_rail0_interface }}"
+    address: "{{ spark_rail0_address }}"
+    peers: "{{ spark_rail_peers[0] }}"
+    env_file: /etc/spark-cluster/runtime.env
     allowed_interfaces: "{{ spark_rails | map(attribute='interface') | list }}"
 
 - name: Report only

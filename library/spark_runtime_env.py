@@ -37,7 +37,8 @@ options:
         C(interface) (rail-0 netdev), C(address) (rail-0 address without prefix),
         C(master_addr) (the head's rail-0 address), C(master_port) and C(settings)
         (extra variables; secret-looking keys and pinned keys are refused).
-      - C(interface) and C(address) must be those of the first rail.
+      - C(interface) and C(address) are the first rail's (the facts C(spark_rail0_interface) and
+        C(spark_rail0_address) of roles/spark_common, computed from the same C(spark_rails)).
     type: dict
     required: true
   rails:
@@ -147,7 +148,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
-from ansible.module_utils.spark_cluster.runtime.runtime_env import build_env, check_rail0, make_params, params_text, render
+from ansible.module_utils.spark_cluster.runtime.runtime_env import build_env, make_params, params_text, rail_interfaces, render
 from ansible.module_utils.spark_cluster.common.fileio import read_bytes, write_atomic
 from ansible.module_utils.spark_cluster.link.roce import GidError, resolve
 
@@ -209,7 +210,7 @@ def main():
             module.fail_json(msg=f"directory {directory} of {key} does not exist", **result)
 
     try:
-        interfaces = check_rail0(p["node"], p["rails"])
+        interfaces = rail_interfaces(p["rails"])
         gid = resolve(p["sysfs_root"], interfaces)
         params = make_params(
             p["path"],

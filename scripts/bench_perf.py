@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): the costs that grow with the work, measured side by side in
-one lab run, since this machine is noisy (issue 18).
+one lab run, since this machine is noisy.
 
 - hand-run parallel iperf3 worker <- head on rail 0, and on both rails at once;
 - the weights fan-out of a >= 2 GB lab model (seeded on the head): one plain rsync (the
@@ -31,7 +31,8 @@ BENCH_REPO = "spark-lab/bench-fanout"
 BENCH_DIR = "models--spark-lab--bench-fanout"
 COMPOSE = "/etc/spark-cluster/compose.yml"  # names the image the runtime runs
 IPERF_PORT = 5221  # inside the firewall's probe range (5201-5240, rails only)
-# field rates (the field notes, docs/hf-cache.md): TCP between two Sparks, 4 streams
+# outside figures (docs/sources.md): the field report's TCP rate between two Sparks (4 streams),
+# its weights; the runtime image's size
 FIELD_TCP_GBPS = 16.4
 WEIGHTS_GB, IMAGE_GB = 167.0, 22.7
 
@@ -213,17 +214,34 @@ def main():
         (ROOT / "reports").mkdir(exist_ok=True)
         (ROOT / "reports" / "performance-latest.json").write_text(json.dumps(r, indent=2) + "\n")
     doc = ROOT / "docs" / "performance.md"
-    doc.write_text(render(r) + kept_history(doc.read_text() if doc.exists() else ""))
+    doc.write_text(document(render(r), doc.read_text() if doc.exists() else ""))
     print((ROOT / "docs" / "performance.md").read_text())
 
 
-HISTORY = "## History (measured by hand; `make bench` keeps this part)"
+# docs/performance.md is a dated log, newest first: a hand-written head (title, what is true
+# now), the newest `make bench` run (this script writes it), then the earlier entries (a
+# new run moves the previous one down to the top of them).
+TITLE = "# Performance log (lab figures; newest first)"
+LATEST = "## Newest `make bench` run (scripts/bench_perf.py writes this part)"
+HISTORY = "## Earlier entries, newest first (`make bench` moves its previous run here)"
 
 
 def kept_history(text):
-    """The hand-written part of docs/performance.md, from its HISTORY heading on."""
+    """The earlier entries of docs/performance.md, from their HISTORY heading on."""
     at = text.find(HISTORY)
     return "\n" + text[at:] if at >= 0 else ""
+
+
+def document(run, text):
+    """The new docs/performance.md: the kept head, the new run, the previous run moved down
+    to the top of the earlier entries, then those entries."""
+    latest, history = text.find(LATEST), text.find(HISTORY)
+    head = text[:latest] if latest >= 0 else (text[:history] if history >= 0 else TITLE + "\n\n")
+    previous = text[latest + len(LATEST):history if history > latest else len(text)].strip() if latest >= 0 else ""
+    earlier = text[history + len(HISTORY):].strip() if history >= 0 else ""
+    parts = [head.rstrip() + "\n\n" + LATEST + "\n\n" + run.rstrip() + "\n\n" + HISTORY]
+    parts += [p for p in (previous, earlier) if p]
+    return "\n\n".join(parts) + "\n"
 
 
 def gbps(nbytes, seconds):
@@ -241,13 +259,13 @@ def render(r):
     save = gbps(img["tar_bytes"], img["save_s"])
     ratio = max(f1, f4) / iperf0
     lines = [
-        "# Performance: fan-out, image ship, no-op re-run (lab figures, side by side)",
+        f"### {r['when']}: fan-out, image ship, no-op re-run (lab figures, side by side)",
         "",
         f"Written by `make bench` (scripts/bench_perf.py) on {r['when']}: {r['cores']} cores, load average "
         f"{' / '.join(r['load'])} (start / after the no-op site.yml / end). The lab's rails are veth pairs: their rate",
         "is this machine's CPU, not a NIC's, so only ratios measured in the same run mean anything.",
         "",
-        "## Raw figures",
+        "#### Raw figures",
         "",
         "| what | figure |",
         "|---|---|",
@@ -273,7 +291,7 @@ def render(r):
         lines.append(f"| no-op `site.yml`, two lab nodes | {n['seconds']:.0f} s, rc {n['rc']}, changed={n['changed']} |")
     lines += [
         "",
-        "## Ratios (same run)",
+        "#### Ratios (same run)",
         "",
         f"- weights fan-out / parallel iperf3 on rail 0: 1 stream **{f1 / iperf0:.2f}x**, 4 streams **{f4 / iperf0:.2f}x** (target 0.8x)",
         f"- fan-out over both rails, 4 streams / parallel iperf3 on both rails: **{fb / r['iperf_both']:.2f}x**",
@@ -291,9 +309,9 @@ def render(r):
         ]
     lines += [
         "",
-        "## On real Sparks, from these ratios",
+        "#### On real Sparks, from these ratios",
         "",
-        f"At the field's TCP rate between two Sparks ({FIELD_TCP_GBPS} Gb/s, one rail; field notes), the",
+        f"At the field report's TCP rate between two Sparks ({FIELD_TCP_GBPS} Gb/s, one rail; [sources](sources.md)), the",
         f"{WEIGHTS_GB:.0f} GB of weights at the best fan-out ratio measured here ({ratio:.2f}x) would take about "
         f"**{WEIGHTS_GB * 8 / (FIELD_TCP_GBPS * ratio):.0f} s** per worker "
         f"(at the rail's full rate: {WEIGHTS_GB * 8 / FIELD_TCP_GBPS:.0f} s);",
@@ -302,7 +320,7 @@ def render(r):
         "on a Spark (20 cores, 200 Gb/s ConnectX-7) the CPU share per stream is smaller; real numbers need a run there.",
     ]
     if "noop_site" in r:
-        lines += ["", "## Where the no-op site.yml spends its time (slowest tasks)", "", "| task | s |", "|---|---|"]
+        lines += ["", "#### Where the no-op site.yml spends its time (slowest tasks)", "", "| task | s |", "|---|---|"]
         lines += [f"| {name} | {s:.1f} |" for name, s in r["noop_site"]["slowest"]]
         n = r["noop_site"]
         if n.get("tasks"):

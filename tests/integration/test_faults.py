@@ -145,8 +145,8 @@ def test_killed_rank_brings_the_pair_back(api, attempt, victim):
     t0 = time.monotonic()
     sh(victim, "docker kill spark-runtime")
     back = wait_for(lambda: pair_back(api, before), 180)
-    units = {"spark-head": "-u spark-runtime-watchdog -u spark-runtime",
-             "spark-worker": "-u spark-runtime-watchdog -u spark-watchdog-agent"}
+    units = {"spark-head": "-u spark-rendezvous-guard -u spark-runtime",
+             "spark-worker": "-u spark-rendezvous-guard -u spark-watchdog-agent"}
     journals = {c: sh(c, f"journalctl {units[c]} --since '{since}' -o cat --no-pager", check=False).stdout
                 for c in NODES}
     record(f"killed_{victim.split('-')[1]}_{attempt}", serving_after_s=round(back, 1) if back is not None else None,

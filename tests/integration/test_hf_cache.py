@@ -24,7 +24,7 @@ JIT = "/var/cache/spark-jit"
 # the model of the default serving profile (roles/spark_common/profiles/current.yml)
 REPO_DIR = "models--deepseek-ai--DeepSeek-V4-Flash-0731"
 # The JIT table (pinned literally by tests/unit/test_jit_cache.py)
-JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["spark_jit_subdirs"]
+JIT_VARS = yaml.safe_load((ROOT / "roles/spark_common/defaults/main/caches.yml").read_text())["jit_cache_subdirs"]
 
 
 def sh(container, script, check=True):
@@ -244,8 +244,8 @@ def worker_hub_state(lab):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["-e", "hf_cache_jit_dir=/var/lib/spark-hf/hub/jit"], "is inside the shared hub cache"),
-        (["-e", "hf_cache_mode=nfs", "-e", "hf_cache_jit_dir=/mnt/hf/jit", "-e", "hf_cache_nfs_mount_point=/mnt/hf"], "is inside the shared hub cache /mnt/hf"),
+        (["-e", "jit_cache_dir=/var/lib/spark-hf/hub/jit"], "is inside the shared hub cache"),
+        (["-e", "hf_cache_mode=nfs", "-e", "jit_cache_dir=/mnt/hf/jit", "-e", "hf_cache_nfs_mount_point=/mnt/hf"], "is inside the shared hub cache /mnt/hf"),
         (["-e", "hf_cache_download=true", "-e", "hf_cache_token_required=true", "-e", "hf_cache_token="], "hf_cache_token is empty"),
         (["-e", "hf_cache_model_size_gb=100000"], "not enough free disk for the model"),
         (["-e", "hf_cache_mode=smb"], "value of hf_cache_mode must be one of: nfs, rsync"),

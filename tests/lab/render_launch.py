@@ -15,12 +15,12 @@ from ansible.plugins.loader import filter_loader
 from ansible.template import Templar, trust_as_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-DEFAULTS = ("roles/spark_common/defaults/main.yml", "roles/runtime_image/defaults/main.yml",
-            "roles/serving/defaults/main.yml", "roles/serving/vars/main.yml")
+DEFAULTS = (*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "roles/spark_common/defaults/main").glob("*.yml")),
+            "roles/runtime_image/defaults/main.yml", "roles/serving/defaults/main.yml", "roles/serving/vars/main.yml")
 FACTS = {
     "ansible_managed": "managed", "inventory_hostname": "spark-head", "spark_is_head": True,
     "__serving_tp": 2, "__serving_pp": 1, "__serving_role": "head", "serving_api_key": "k3y",
-    "__serving_node": {"nnodes": 2, "rank": 0, "master_addr": "198.18.100.10", "master_port": 0},
+    "spark_rank": 0, "spark_nodes": ["spark-head", "spark-worker"], "spark_head_rail0_address": "198.18.100.10",
     "runtime_image_contract": {"workdir": "/home/vllm", "id": "sha256:" + "1" * 64, "user": "1000",
                                "entrypoint": ["bash"], "uid": 1000, "gid": 1000},
     "runtime_image_exports": {}, "runtime_image_id": "sha256:" + "1" * 64, "serving_infiniband": {},
@@ -52,7 +52,6 @@ def variables(profile, source=None, **overrides):
 
 def command(profile, source=None, **overrides):
     values, loader = variables(profile, source, **overrides)
-    values["__serving_node"] = dict(values["__serving_node"], master_port=values["spark_master_port"])
     text = (ROOT / "roles/serving/templates/compose.yml.j2").read_text()
     rendered = Templar(loader=loader, variables=values).template(trust_as_template(text))
     return [str(a) for a in yaml.safe_load(rendered)["services"]["runtime"]["command"]]

@@ -50,3 +50,13 @@ def run_main(capsys):
         return info.value.code, json.loads(capsys.readouterr().out)
 
     return run
+
+
+def spark_common_defaults() -> dict:
+    """roles/spark_common's defaults as Ansible merges them: defaults/main/*.yml, by name."""
+    import yaml
+
+    merged = {}
+    for path in sorted((ROOT / "roles/spark_common/defaults/main").glob("*.yml")):
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged

@@ -18,8 +18,22 @@ def test_no_history_heading_keeps_nothing():
     assert bench_perf.kept_history("# figures only\n") == ""
 
 
-def test_the_document_has_the_heading():
-    assert bench_perf.HISTORY in (ROOT / "docs" / "performance.md").read_text()
+def test_a_new_run_keeps_the_head_and_moves_the_previous_run_down_into_the_log():
+    text = ("# Log\n\n## What is true now\n\n- summary\n\n" + bench_perf.LATEST + "\n\n### day 2: run B\n\nB figures\n\n"
+            + bench_perf.HISTORY + "\n\n### day 1: run A\n\nA figures\n")
+    new = bench_perf.document("### day 3: run C\n\nC figures\n", text)
+    assert new.startswith("# Log\n\n## What is true now\n\n- summary\n\n" + bench_perf.LATEST + "\n\n### day 3: run C")
+    log = new[new.index(bench_perf.HISTORY):]
+    assert log.index("### day 2: run B") < log.index("### day 1: run A")  # newest first
+    assert new.count("B figures") == 1 and new.count(bench_perf.LATEST) == 1 and new.count(bench_perf.HISTORY) == 1
+    # a first run on an empty document gets the title and both headings
+    first = bench_perf.document("### day 1: run A\n", "")
+    assert first.startswith(bench_perf.TITLE) and bench_perf.HISTORY in first
+
+
+def test_the_document_has_the_headings_in_order():
+    text = (ROOT / "docs" / "performance.md").read_text()
+    assert text.index("## What is true now") < text.index(bench_perf.LATEST) < text.index(bench_perf.HISTORY)
 
 
 def test_render_states_ratios_and_the_cpu_ceiling():

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import hub_seed  # tests/lab: the lab-only model seeder
+from conftest import spark_common_defaults
 from spark_cluster.cache import rules as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -115,13 +116,13 @@ def test_good_settings_have_no_problems():
 )
 def test_jit_dir_on_the_share_is_refused(jit, hub, mode, mount):
     problems = sc.validate(**base(jit_dir=jit, hub_dir=hub, mode=mode, nfs_mount_point=mount))
-    assert problems and "hf_cache_jit_dir" in problems[0]
+    assert problems and "jit_cache_dir" in problems[0]
 
 
 def test_jit_dir_on_a_network_filesystem_is_refused():
     mounts = "/dev/sda1 / ext4 rw 0 0\n10.0.0.1:/export /var/cache nfs4 rw 0 0\n"
     problems = sc.validate(**base(mounts_text=mounts))
-    assert problems == ["hf_cache_jit_dir /var/cache/spark-jit is on a nfs4 filesystem mounted at /var/cache: JIT caches must be node-local"]
+    assert problems == ["jit_cache_dir /var/cache/spark-jit is on a nfs4 filesystem mounted at /var/cache: JIT caches must be node-local"]
 
 
 def test_nfs_mount_point_only_counts_in_nfs_mode():
@@ -230,6 +231,6 @@ def test_rendered_export_template_passes_the_check():
 
 
 def test_hf_cache_defaults_hold_no_lab_switch():
-    assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["hf_cache_jit_dir"] == "/var/cache/spark-jit"
+    assert spark_common_defaults()["jit_cache_dir"] == "/var/cache/spark-jit"
     defaults = yaml.safe_load((ROOT / "roles/hf_cache/defaults/main.yml").read_text())
     assert "hf_cache_lab_seed" not in defaults and defaults["hf_cache_nfs_start"] is True

@@ -11,8 +11,8 @@ import pytest
 from spark_cluster.runtime.runtime_env import (
     PINNED_KEYS,
     build_env,
-    check_rail0,
     make_params,
+    rail_interfaces,
     render,
 )
 from spark_cluster.common.envfile import parse
@@ -162,10 +162,12 @@ def test_worker_cannot_be_rank_0():
         build_env(node("worker", rank=0), GID)
 
 
-def test_rail0_must_be_the_node_interface():
-    with pytest.raises(ValueError, match="rail 0"):
-        check_rail0(node(interface=RAIL1), rails())
-    assert check_rail0(node(), rails()) == {RAIL0: "192.168.100.10", RAIL1: "192.168.101.10"}
+def test_rail_interfaces_keep_rail_order_and_drop_the_prefix():
+    assert list(rail_interfaces(rails()).items()) == [(RAIL0, "192.168.100.10"), (RAIL1, "192.168.101.10")]
+    with pytest.raises(ValueError, match="rail 1 needs interface and address"):
+        rail_interfaces([rails()[0], {"interface": RAIL1}])
+    with pytest.raises(ValueError, match="no rails"):
+        rail_interfaces([])
 
 
 def test_render_has_header_and_round_trips():

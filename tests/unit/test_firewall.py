@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 
+from conftest import spark_common_defaults
 from spark_cluster.link import firewall as fw
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -166,9 +167,9 @@ def test_role_defaults_match_the_roles_they_describe():
     assert fwd["firewall_api_clients"] == [] and fwd["firewall_ray"] is False
     assert fwd["firewall_protected_ports"] == [22]
     # the cluster ports come from roles/spark_common, the one owner of each
-    common = yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())
+    common = spark_common_defaults()
     fw_vars = (ROOT / "roles/firewall/vars/main.yml").read_text()
-    probe_vars = (ROOT / "roles/spark_common/tasks/main.yml").read_text()
+    probe_vars = (ROOT / "roles/spark_common/tasks/probe_layout.yml").read_text()
     for var, default, where in (("spark_master_port", "{{ spark_profile_settings.master_port }}", fw_vars),
                                 ("spark_image_stream_port", 29610, fw_vars),
                                 ("spark_rsync_port", 873, fw_vars),

@@ -1,6 +1,6 @@
 """roles/jit_cache and its logic in module_utils/spark_cluster/cache/rules.py: JIT cache keys, the
 plan per worker (none, copy, clear), clearing, and the JIT table in one place
-(spark_jit_subdirs in roles/spark_common)."""
+(jit_cache_subdirs in roles/spark_common)."""
 
 import os
 import pathlib
@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible.plugins.filter.core import regex_replace
 
+from conftest import spark_common_defaults
 from spark_cluster.cache import rules as sc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -110,29 +111,29 @@ def test_clear_keeps_the_named_dirs_empty(tmp_path):
 
 
 def test_the_jit_table_lives_in_spark_common_only():
-    common = load("roles/spark_common/defaults/main.yml")
-    assert common["spark_jit_subdirs"] == JIT_VARS
-    assert common["spark_jit_container_dir"] == common["hf_cache_jit_dir"] == "/var/cache/spark-jit"
+    common = spark_common_defaults()
+    assert common["jit_cache_subdirs"] == JIT_VARS
+    assert common["jit_cache_container_dir"] == common["jit_cache_dir"] == "/var/cache/spark-jit"
     assert not hasattr(sc, "JIT_SUBDIRS")
     for f in sorted((ROOT / "roles").rglob("*")):
         if f.is_file() and f.suffix in (".yml", ".j2") and "spark_common" not in f.parts:
             text = f.read_text()
             for var in JIT_VARS:
-                assert var not in text, f"{f.relative_to(ROOT)} spells {var}: use spark_jit_subdirs"
+                assert var not in text, f"{f.relative_to(ROOT)} spells {var}: use jit_cache_subdirs"
 
 
 def test_runtime_env_points_the_seven_variables_below_the_container_dir():
     """runtime_env's expression gives the env file the same seven lines as the literals did
     (the settings are sorted before rendering, so the order of the merge does not matter)."""
-    common = load("roles/spark_common/defaults/main.yml")
+    common = spark_common_defaults()
     tasks = load("roles/runtime_env/tasks/main.yml")
     task = next(t for t in tasks if "__runtime_env_jit_settings" in t.get("vars", {}))
     env = jinja2.Environment()
     env.filters["zip"] = lambda a, *b: zip(a, *b)
     env.filters["regex_replace"] = regex_replace
     expr = task["vars"]["__runtime_env_jit_settings"]
-    settings = env.from_string(expr).render(spark_jit_subdirs=common["spark_jit_subdirs"],
-                                            spark_jit_container_dir=common["spark_jit_container_dir"])
+    settings = env.from_string(expr).render(jit_cache_subdirs=common["jit_cache_subdirs"],
+                                            jit_cache_container_dir=common["jit_cache_container_dir"])
     assert yaml.safe_load(settings) == {var: f"/var/cache/spark-jit/{sub}" for var, sub in JIT_VARS.items()}
     user = load("roles/runtime_env/defaults/main.yml")["runtime_env_settings"]
     assert not set(user) & set(JIT_VARS)  # the user's settings win in the merge, none collide by default
@@ -160,9 +161,12 @@ def test_hf_cache_has_no_jit_entry_points_left():
 
 
 def test_old_jit_names_are_refused_with_the_new_ones():
-    renamed = load("roles/spark_common/vars/main.yml")["__spark_common_renamed"]
+    renamed = load("roles/preflight/vars/main.yml")["__preflight_renamed"]
     assert renamed["hf_cache_jit_mismatch"] == "jit_cache_mismatch"
     assert renamed["hf_cache_image_id"] == "jit_cache_image_id"
+    for old, new in (("hf_cache_jit_dir", "jit_cache_dir"), ("hf_cache_rsync_jit_module", "jit_cache_rsync_module"),
+                     ("spark_jit_subdirs", "jit_cache_subdirs"), ("spark_jit_container_dir", "jit_cache_container_dir")):
+        assert renamed[old] == new
     defaults = load("roles/jit_cache/defaults/main.yml")
     assert defaults["jit_cache_mismatch"] == "copy"
     assert defaults["jit_cache_image_id"] == "{{ runtime_image_id | default('') }}"

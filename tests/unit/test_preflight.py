@@ -126,3 +126,30 @@ def test_the_controller_preflight_fails_once_with_every_inventory_problem(tmp_pa
     assert "preflight found 2 problem(s); nothing was changed on any host" in out, out[-3000:]
     assert "spark_mtu" in out and "192.168.100.10" in out
     assert out.count("fatal: [localhost]") == 1
+
+
+def test_renamed_and_removed_settings_fail_with_the_rest_of_the_preflight(tmp_path):
+    """An old name on a node, in the group's vars and on the command line: each named with
+    where it is set and its new name (or why it is gone), in the one failure that also
+    lists the inventory's problems."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "spark:\n  vars:\n    hf_cache_jit_dir: /var/cache/jit\n  children:\n    spark_head:\n      hosts:\n"
+        "        spark-1:\n          spark_mtu: 20000\n"
+        "          spark_rails: [{interface: enp1s0f1np1, address: 192.168.100.10/24}]\n"
+        "    spark_workers:\n      hosts:\n        spark-2:\n          serving_watchdog_join_timeout: 20\n"
+        "          spark_rails: [{interface: enp1s0f1np1, address: 192.168.100.11/24}]\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_FACT_CACHING="memory")
+    run = subprocess.run([str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
+                          str(ROOT / "playbooks/preflight-controller.yml"),
+                          "-e", f"ansible_python_interpreter={sys.executable}", "-e", "runtime_image_fork_repo=x"],
+                         capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert "preflight found 4 problem(s); nothing was changed on any host" in out, out[-3000:]
+    assert "hf_cache_jit_dir (set for spark-1, spark-2) is now jit_cache_dir" in out
+    assert "serving_watchdog_join_timeout (set for spark-2) is now serving_rendezvous_guard_join_timeout" in out
+    assert "runtime_image_fork_repo (set for localhost, spark-1, spark-2) is gone" in out
+    assert "spark_mtu" in out
+    assert out.count("fatal: [localhost]") == 1

@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, spark_common_defaults
 
 from spark_cluster.runtime import profiles as sp
 
@@ -100,12 +100,12 @@ def test_role_defaults_take_each_setting_from_the_profile():
     """Every setting reaches its role variable through spark_profile_settings (one
     variable picks the profile; the role variable still overrides)."""
     defaults = {}
-    for f in sorted(ROOT.glob("roles/*/defaults/main.yml")):
+    for f in sorted([*ROOT.glob("roles/*/defaults/main.yml"), *ROOT.glob("roles/*/defaults/main/*.yml")]):
         defaults.update(yaml.safe_load(f.read_text()) or {})
     for key, variable in sp.VARIABLES.items():
         assert variable in defaults, variable
         assert f"spark_profile_settings.{key}" in str(defaults[variable]), (variable, defaults[variable])
-    assert yaml.safe_load((ROOT / "roles/spark_common/defaults/main.yml").read_text())["spark_profile"] == "current"
+    assert spark_common_defaults()["spark_profile"] == "current"
 
 
 def test_capture_size_follows_the_sequences_and_the_draft_length():

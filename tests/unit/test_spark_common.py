@@ -22,7 +22,23 @@ def role_files(*, include_common: bool = False, kinds=("defaults", "vars", "task
 
 
 def common_defaults() -> dict:
-    return yaml.safe_load((COMMON / "defaults/main.yml").read_text())
+    """The shared defaults as Ansible merges them (defaults/main/*.yml; a single main.yml would shadow them)."""
+    assert not (COMMON / "defaults/main.yml").exists()
+    merged = {}
+    for f in sorted((COMMON / "defaults/main").glob("*.yml")):
+        keys = yaml.safe_load(f.read_text()) or {}
+        assert not set(keys) & set(merged), f"{f.name} defines again {sorted(set(keys) & set(merged))}"
+        merged.update(keys)
+    return merged
+
+
+def all_defaults() -> dict:
+    """Every role's defaults: {name: role}"""
+    names = {}
+    for f in sorted([*ROLES.glob("*/defaults/main.yml"), *ROLES.glob("*/defaults/main/*.yml")]):
+        for key in yaml.safe_load(f.read_text()) or {}:
+            names[key] = f.relative_to(ROLES).parts[0]
+    return names
 
 
 # discover runs on an inventory without rails (it writes the one with rails), so it cannot
@@ -60,13 +76,49 @@ def test_shared_paths_and_ports_are_spelled_once():
 def test_rail_addresses_and_head_come_from_the_shared_facts():
     for f in role_files():
         text = f.read_text()
-        for expr in ("split('/')", "split(\"/\")", "groups['spark_head'][0]", "| default(8888)", "| default(9000)"):
-            assert expr not in text, f"{f.relative_to(ROOT)}: {expr} (use spark_rail0_address, spark_head_host ...)"
-    tasks = (COMMON / "tasks/main.yml").read_text() + (COMMON / "vars/main.yml").read_text()
-    assert tasks.count("'split', '/'") == 1
-    for fact in ("spark_rank", "spark_head_host", "spark_rail0_address", "spark_head_rail0_address", "spark_rail_peers"):
-        assert f"        {fact}:" in tasks, fact
-    assert "cacheable: true" in tasks
+        for expr in ("split('/')", "split(\"/\")", "groups['spark_head'][0]", "| default(8888)", "| default(9000)",
+                     "spark_rails[0]", "spark_rails | first"):
+            assert expr not in text, f"{f.relative_to(ROOT)}: {expr} (use spark_rail0_interface, spark_rail0_address, spark_head_host ...)"
+    facts = (COMMON / "tasks/facts.yml").read_text() + (COMMON / "vars/main.yml").read_text()
+    assert facts.count("'split', '/'") == 1
+    for fact in ("spark_rank", "spark_head_host", "spark_rail0_interface", "spark_rail0_address",
+                 "spark_head_rail0_address", "spark_rail_peers"):
+        assert f"        {fact}:" in facts, fact
+    assert "cacheable: true" in facts
+    # rail 0's interface is read from spark_rails once, in the facts
+    assert sum(f.read_text().count("spark_rails[0]") for f in role_files(include_common=True)) == 1
+
+
+def test_node_identity_is_never_read_back_from_the_node():
+    """runtime-env.json is the node's copy of the facts (the pre-start check renders from it);
+    the roles render from the facts, they do not slurp it back and compare."""
+    for f in role_files():
+        text = f.read_text()
+        if "spark_params_path" in text and "slurp" in text:
+            raise AssertionError(f"{f.relative_to(ROOT)} reads the node's runtime-env.json back")
+    serving = "".join(f.read_text() for f in (ROLES / "serving").rglob("*") if f.is_file())
+    assert not re.search(r"__serving_node\b|__serving_node\.", serving)
+    for fact in ("spark_rank", "spark_head_rail0_address", "spark_rail0_address"):
+        assert fact in serving, fact
+
+
+def test_day_two_plays_read_the_serving_settings_from_spark_common():
+    d = common_defaults()
+    for name in ("serving_unit", "serving_container_name", "serving_image", "serving_api_key", "serving_api_key_path",
+                 "serving_api_bind_address"):
+        assert name in d, name
+    assert "serving_api_base_url" in yaml.safe_load((COMMON / "vars/main.yml").read_text())
+    for play in ("status", "diagnose", "teardown"):
+        text = (ROOT / f"playbooks/{play}.yml").read_text()
+        assert "public: true" not in text and "name: serving" not in text, play
+    assert not (ROLES / "serving/tasks/settings.yml").exists()
+
+
+def test_the_probe_layout_has_its_own_tasks_file():
+    main = yaml.safe_load((COMMON / "tasks/main.yml").read_text())
+    assert [t["ansible.builtin.import_tasks"] for t in main] == ["facts.yml", "probe_layout.yml"]
+    assert "spark_probe_directions" not in (COMMON / "tasks/facts.yml").read_text()
+    assert "spark_probe_directions:" in (COMMON / "tasks/probe_layout.yml").read_text()
 
 
 def test_spark_rails_is_declared_in_one_argument_spec():
@@ -76,19 +128,38 @@ def test_spark_rails_is_declared_in_one_argument_spec():
 
 
 def test_renamed_settings_are_defined_nowhere_else():
-    renamed = yaml.safe_load((COMMON / "vars/main.yml").read_text())["__spark_common_renamed"]
-    d = common_defaults()
-    # a shared setting (roles/spark_common), or the setting of a role split out (jit_cache_*)
-    split_out = yaml.safe_load((ROLES / "jit_cache/defaults/main.yml").read_text())
+    preflight = yaml.safe_load((ROLES / "preflight/vars/main.yml").read_text())
+    renamed, removed = preflight["__preflight_renamed"], preflight["__preflight_removed"]
+    defined = all_defaults()
     for old, new in renamed.items():
-        assert new in d or new in split_out, (old, new)
+        assert new in defined, (old, new)
     for f in role_files(kinds=("defaults", "vars")):
         for key in yaml.safe_load(f.read_text()) or {}:
             assert key not in renamed, f"{f.relative_to(ROOT)} defines {key}, replaced by {renamed[key]}"
+            assert key not in removed, f"{f.relative_to(ROOT)} defines {key}, which is gone"
     for inv in (ROOT / "inventory").rglob("*.yml"):
         text = inv.read_text()
-        for old in renamed:
+        for old in [*renamed, *removed]:
             assert not re.search(rf"^\s*{old}:", text, re.M), f"{inv.relative_to(ROOT)} sets {old}"
+
+
+def test_the_rendezvous_guard_is_named_apart_from_the_stall_watchdog():
+    preflight = yaml.safe_load((ROLES / "preflight/vars/main.yml").read_text())["__preflight_renamed"]
+    serving = yaml.safe_load((ROLES / "serving/defaults/main.yml").read_text())
+    for old in ("serving_watchdog", "serving_watchdog_unit", "serving_watchdog_interval", "serving_watchdog_misses",
+                "serving_watchdog_join_timeout"):
+        new = old.replace("serving_watchdog", "serving_rendezvous_guard")
+        assert preflight[old] == new and new in serving and old not in serving
+    assert serving["serving_rendezvous_guard_unit"] == "spark-rendezvous-guard.service"
+    for f in (ROLES / "serving").rglob("*"):
+        if f.is_file():
+            assert "watchdog.yml" not in f.read_text() and "serving_watchdog" not in f.read_text(), f
+    assert (ROLES / "serving/templates/spark-rendezvous-guard.service.j2").is_file()
+    # the unit's earlier name is taken down on upgrade and by teardown
+    guard = (ROLES / "serving/tasks/rendezvous_guard.yml").read_text()
+    assert "__serving_rendezvous_guard_legacy_unit" in guard and "state: stopped" in guard and "absent:" in guard
+    assert "spark-runtime-watchdog.service" in yaml.safe_load((ROLES / "teardown/defaults/main.yml").read_text())[
+        "teardown_unit_patterns"]
 
 
 # Every role's computed names follow the convention (docs/design.md, "Internal names"), except

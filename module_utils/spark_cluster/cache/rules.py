@@ -242,12 +242,12 @@ def jit_share_problems(jit_dir, share_paths, mounts_text=""):
         if not share:
             continue
         if inside(jit_dir, share):
-            problems.append(f"hf_cache_jit_dir {jit_dir} is inside the shared hub cache {share}: both ranks would JIT into the same directories")
+            problems.append(f"jit_cache_dir {jit_dir} is inside the shared hub cache {share}: both ranks would JIT into the same directories")
         elif inside(share, jit_dir):
-            problems.append(f"hf_cache_jit_dir {jit_dir} contains the shared hub cache {share}: keep them apart")
+            problems.append(f"jit_cache_dir {jit_dir} contains the shared hub cache {share}: keep them apart")
     point, fstype = mount_of(existing_ancestor(jit_dir), mounts_text)
     if fstype in NETWORK_FS or fstype.startswith("nfs"):
-        problems.append(f"hf_cache_jit_dir {jit_dir} is on a {fstype} filesystem mounted at {point}: JIT caches must be node-local")
+        problems.append(f"jit_cache_dir {jit_dir} is on a {fstype} filesystem mounted at {point}: JIT caches must be node-local")
     return problems
 
 

@@ -1,10 +1,9 @@
 """Small file helpers shared by the modules and the node-side programs (stdlib only).
 
 One place for what was written several times: reading a (sysfs, proc, config) file
-that may be missing, and replacing a file atomically. Node-side programs import it
-side by side (installed in ``spark_lib_dir`` by the role that installs the program:
-``runtime_env_lib_files``, ``monitoring_lib_files``, ``watchdog_lib_files``,
-``hf_cache_lib_files``).
+that may be missing, and replacing a file atomically. The node-side programs import it
+from the installed package (``spark_lib_dir/spark_cluster``, roles/spark_common's
+tasks/node_package.yml).
 """
 
 from __future__ import annotations

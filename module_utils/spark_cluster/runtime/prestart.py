@@ -40,7 +40,7 @@ from ..link.pinning import check_pinning, format_problems
 from ..link.roce import GidError, resolve
 from .image import check_access
 from .memory import guard as memory_guard
-from .runtime_env import build_env, check_rail0, render
+from .runtime_env import build_env, rail_interfaces, render
 
 DEFAULT_PARAMS = "/etc/spark-cluster/runtime-env.json"
 PROG = "spark-prestart"
@@ -146,7 +146,7 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
     root = sysfs_root or args.sysfs_root or params.get("sysfs_root") or "/sys"
 
     try:
-        interfaces = check_rail0(node, rails)
+        interfaces = rail_interfaces(rails)
         gid = resolve(root, interfaces)
         env = build_env(node, gid)
         text = render(env, params)

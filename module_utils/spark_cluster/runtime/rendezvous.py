@@ -1,4 +1,4 @@
-"""Node-side rendezvous guard of the serving pair (systemd unit spark-runtime-watchdog.service).
+"""Node-side rendezvous guard of the serving pair (systemd unit spark-rendezvous-guard.service).
 
 Why: vLLM's headless node watches only its local worker processes. When the head dies,
 a worker stays up, half-connected, blocked in its next collective until NCCL's timeout;

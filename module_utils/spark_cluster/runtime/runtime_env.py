@@ -244,18 +244,6 @@ def rail_interfaces(rails):
     return interfaces
 
 
-def check_rail0(node, rails):
-    """The node's interface/address must be rail 0's (one source of truth)."""
-    interfaces = rail_interfaces(rails)
-    interface, address = next(iter(interfaces.items()))
-    if str(node.get("interface")) != interface or str(node.get("address")).split("/")[0] != address:
-        raise ValueError(
-            f"node interface/address {node.get('interface')} {node.get('address')} "
-            f"differ from rail 0 {interface} {address}"
-        )
-    return interfaces
-
-
 def params_text(params):
     """Deterministic JSON text of the saved inputs."""
     return json.dumps(params, indent=2, sort_keys=True) + "\n"
