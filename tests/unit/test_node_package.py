@@ -163,7 +163,7 @@ def test_the_roles_run_programs_that_exist_with_the_package_on_their_path():
             for key, value in (yaml.safe_load(path.read_text()) or {}).items():
                 if "spark_cluster.node." in json.dumps(value, default=str):
                     program_vars.add(key)
-    assert {"__serving_prestart", "__serving_watchdog", "__hf_cache_pull_argv"} <= program_vars
+    assert {"__serving_prestart", "__serving_rendezvous_guard", "__hf_cache_pull_argv"} <= program_vars
     for path in sorted((ROOT / "roles").rglob("*")):
         if not path.is_file() or path.suffix not in (".yml", ".j2"):
             continue
