@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = REPO / "inventory" / "lab"
 PATHS = ["/etc/spark-cluster", "/etc/netplan", "/etc/systemd/system",
          "/usr/local/lib/spark-cluster", "/etc/exports.d", "/etc/hosts"]
-NFT_TABLE = ["nft", "list", "table", "inet", "spark_cluster"]
+NFT_TABLE = ["nft", "-s", "list", "table", "inet", "spark_cluster"]  # -s: no counters (traffic is not a change)
 
 # Runs on the node (python3 there): walks PATHS, prints one JSON object.
 _WALKER = r"""
