@@ -36,7 +36,6 @@ from ansible.module_utils.spark_benchdata import metric_deltas, parse_metrics, s
 from ansible.module_utils.spark_diagnosis import scrub
 
 TOOL = "llama-benchy"
-TOOL_MODULE = "llama_benchy"
 TOOL_VERSION = "0.4.0"
 # The tool's default book (its --book-url default), named for the report.
 TOOL_DEFAULT_BOOK = "https://www.gutenberg.org/files/1661/1661-0.txt"
@@ -409,3 +408,26 @@ def combine(item, raw, snapshots):
             TOOL, "timed out" if item["timed_out"] else "exited %s" % item["rc"],
             item["output_tail"][-400:])
     return item
+
+
+def plan_problems(prompt_lengths, concurrency, output_tokens, runs, max_model_len=None):
+    """Every problem of a matrix, at once (empty: it can run)."""
+    problems = []
+    for name, values in (("bench_prompt_lengths", prompt_lengths),
+                         ("bench_concurrency", concurrency)):
+        if not values:
+            problems.append("%s is empty" % name)
+        bad = [v for v in values or [] if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+        if bad:
+            problems.append("%s must hold positive integers, got %s" % (name, bad))
+    if not isinstance(output_tokens, int) or output_tokens < 2:
+        problems.append("bench_output_tokens must be an integer >= 2 (decode speed needs "
+                        "tokens after the first), got %r" % (output_tokens,))
+    if not isinstance(runs, int) or runs < 1:
+        problems.append("bench_runs must be >= 1, got %r" % (runs,))
+    if max_model_len and not problems:
+        long = [p for p in prompt_lengths if p + output_tokens > int(max_model_len)]
+        if long:
+            problems.append("prompt length(s) %s + %d output tokens exceed the server's "
+                            "max_model_len %s" % (long, output_tokens, max_model_len))
+    return problems
