@@ -116,14 +116,15 @@ def test_status_report_writes_md_and_json(tmp_path, capsys):
     node = {"host": "h", "role": "head", "unit": "u", "unit_state": "active/running", "rails": [],
             "gid_index": "3", "image_id": "sha256:x", "starts_last_hour": 1, "memory": {},
             "api": {"health": 200, "models": ["m"]}}
-    (tmp_path / "bench-latest.json").write_text(json.dumps({"modes": {"on": {"decode_tok_s": 40.0}}}))
+    (tmp_path / "bench-latest.json").write_text(json.dumps({"cells": [
+        {"thinking": "on", "prompt_tokens": 256, "concurrency": 1, "per_stream_tok_s": 40.0}]}))
     code, result = run(spark_status_report, {"nodes": [node], "report_dir": str(tmp_path),
                                              "bench_report": str(tmp_path / "bench-latest.json"),
                                              "link_report": str(tmp_path / "missing.json")}, capsys)
     assert code == 0 and result["changed"]
     assert json.loads((tmp_path / "status-latest.json").read_text())["verdict"] == "serving"
     assert "| h | head |" in (tmp_path / "status-latest.md").read_text()
-    assert "thinking ON 40.0 tok/s" in result["markdown"]
+    assert "thinking ON 256 tok c=1 40.0 tok/s" in result["markdown"]
 
 
 def test_diagnose_bundle_is_scrubbed(commands, tmp_path, capsys, monkeypatch):

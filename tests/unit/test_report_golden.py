@@ -11,7 +11,7 @@ import pytest
 
 import test_bench as tb
 import test_report as tr
-from spark_cluster.reports import bench_data as bench
+from spark_cluster.reports import bench_matrix as matrix
 from spark_cluster.reports import link_report as rep
 
 GOLDEN = pathlib.Path(__file__).parent / "fixtures" / "reports"
@@ -45,26 +45,19 @@ LINK = {
 }
 
 
-def _bench_failed():
-    runs = tb.synthetic_runs()
-    runs[0]["output_tokens_source"] = "delta_count"
-    runs.append({"prompt": "long", "thinking": "on", "repetition": 1, "error": "HTTP 500"})
-    return bench.build_report(runs, settings={"repetitions": 2, "max_tokens": 64},
-                              generated_at=tb.WHEN, server={"api_url": "http://x:8888"})
+def _bench_partial():
+    bad = {"thinking": "on", "prompt_tokens": 256, "concurrency": [1, 2], "runs": 2,
+           "error": "llama-benchy exited 1", "cells": [], "command": "llama-benchy --pp 256"}
+    return matrix.build_report([tb.fixture_item("standin-off", "off"), bad],
+                               generated_at=tb.WHEN, server={"api_url": "http://x:8888"})
 
 
-RUNTIME = {"image": "vllm-dspark-runtime:clean", "image_id": "sha256:" + "a" * 64}
 BENCH = {
-    "bench-measured": lambda: bench.build_report(
-        tb.synthetic_runs(), settings={"repetitions": 2, "max_tokens": 1024,
-                                       "reasoning_effort_on": "high",
-                                       "reasoning_effort_off": "none"},
-        generated_at=tb.WHEN, server={"api_url": "http://x:8888", "model": tb.MODEL,
-                                      "runtime": dict(RUNTIME, standin=False)}),
-    "bench-standin": lambda: bench.build_report(
-        tb.synthetic_runs(), generated_at=tb.WHEN,
-        server={"model": tb.MODEL, "runtime": dict(RUNTIME, standin=True)}),
-    "bench-partial": _bench_failed,
+    "bench-measured": lambda: tb.full_report(standin=False),
+    "bench-standin": lambda: tb.full_report(standin=True),
+    "bench-nodrafts": lambda: matrix.build_report([tb.fixture_item("nodrafts-off", "off")],
+                                                  generated_at=tb.WHEN),
+    "bench-partial": _bench_partial,
 }
 
 
@@ -74,7 +67,7 @@ def _rendered(name):
         md = rep.render_markdown(report)
     else:
         report = BENCH[name]()
-        md = bench.render_markdown(report)
+        md = matrix.render_markdown(report)
     return md, json.dumps(report, indent=2, sort_keys=True) + "\n"
 
 
@@ -91,7 +84,7 @@ def test_rendered_report_is_unchanged(name):
 
 def test_written_files_are_the_rendered_ones(tmp_path):
     """write_report writes exactly what the renderers return (JSON: indent 2, sorted)."""
-    for name, module in (("link-pass", rep), ("bench-measured", bench)):
+    for name, module in (("link-pass", rep), ("bench-measured", matrix)):
         report = (LINK.get(name) or BENCH.get(name))()
         paths = module.write_report(report, str(tmp_path / name), formats=("json", "md"))
         md, js = _rendered(name)

@@ -48,12 +48,18 @@ def node(host, role, unit_state="active/running", rails=None, api=None):
 
 
 def test_report_serving_and_markdown():
-    bench = {"generated_at": "2026-11-29T10:00:00Z", "modes": {"on": {"decode_tok_s": 35.44}, "off": {"decode_tok_s": 35.0}}}
+    cell = {"thinking": "off", "prompt_tokens": 256, "concurrency": 1, "per_stream_tok_s": 82.6,
+            "aggregate_tok_s": 82.6}
+    bench = {"generated_at": "2026-11-29T10:00:00Z", "cells": [
+        cell, dict(cell, concurrency=6, per_stream_tok_s=35.9, aggregate_tok_s=162.0),
+        dict(cell, prompt_tokens=2048, per_stream_tok_s=64.6),
+        dict(cell, thinking="on", per_stream_tok_s=70.04)]}
     report = st.build_report([node("h", "head", api={"health": 200, "models": ["m"]}), node("w", "worker")], bench,
                              {"verdict": "pass", "generated_at": "2026-11-29T09:00:00Z"},
                              datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.timezone.utc))
     assert report["verdict"] == "serving" and report["problems"] == []
-    assert report["bench"] == "thinking ON 35.4 tok/s, thinking OFF 35.0 tok/s (2026-11-29T10:00:00Z)"
+    assert report["bench"] == ("thinking OFF 256 tok c=1 82.6 tok/s, c=6 aggregate 162 tok/s; "
+                               "thinking ON 256 tok c=1 70.0 tok/s (2026-11-29T10:00:00Z)")
     md = st.render_markdown(report)
     assert "| h | head | enp1s0f1np1 UP 192.168.100.10/24 mtu 9000 | 3 |" in md
     assert "- head `/v1/models`: m" in md and "- last link report: pass" in md

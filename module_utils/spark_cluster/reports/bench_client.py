@@ -1,29 +1,24 @@
-"""The serving benchmark's HTTP client (httpx): the refusal checks (server up, model,
-spec-decode counters) and one streamed run with ``/metrics`` snapshots around it.
-
-Everything it measures is computed by the pure part, ``bench_data``; the clock is
-injectable, httpx is imported when a client is made. Plain Python 3.11+.
+"""The serving benchmark's HTTP client (httpx): the refusal checks before any load
+(server up, model served, spec-decode counters present) and ``/metrics`` snapshots.
+The load itself is llama-benchy's (``bench_tool``); what a snapshot means is
+``bench_data``'s. httpx is imported when a client is made. Plain Python 3.11+.
 """
 
 from __future__ import annotations
 
-import time
+from .bench_data import COUNTERS, SPEC_KEYS, BenchRefusal, parse_metrics
 
-from .bench_data import (
-    COUNTERS, PROMPTS, SPEC_KEYS, BenchRefusal, BenchRunError, metric_deltas, parse_metrics,
-    parse_sse_line, request_body, spec_rates, summarize_stream)
 
 class BenchClient:
-    """Talks to the OpenAI-compatible API. ``clock`` returns seconds (monotonic)."""
+    """Talks to the OpenAI-compatible API."""
 
     def __init__(self, api_url, model, api_key=None, timeout=600.0, connect_timeout=10.0,
-                 clock=time.perf_counter, transport=None):
+                 transport=None):
         import httpx
 
         self.httpx = httpx
         self.api_url = api_url.rstrip("/")
         self.model = model
-        self.clock = clock
         headers = {"Accept": "application/json"}
         if api_key:
             headers["Authorization"] = "Bearer %s" % api_key
@@ -102,7 +97,8 @@ class BenchClient:
             raise BenchRefusal("no_models", "GET %s/v1/models returned HTTP %d"
                                % (self.api_url, models.status_code))
         try:
-            ids = [m.get("id") for m in models.json().get("data") or []]
+            listed = [m for m in models.json().get("data") or [] if isinstance(m, dict)]
+            ids = [m.get("id") for m in listed]
         except (ValueError, AttributeError) as exc:
             raise BenchRefusal("no_models", "GET %s/v1/models did not return a model list: %s"
                                % (self.api_url, exc)) from exc
@@ -123,55 +119,7 @@ class BenchClient:
                 "measures draft acceptance and refuses rather than report zeros: start "
                 "vLLM with --speculative-config '{\"method\":\"dspark\","
                 "\"num_speculative_tokens\":5}'." % (self.api_url, ", ".join(missing)))
+        max_len = next((m.get("max_model_len") for m in listed if m.get("id") == self.model),
+                       None)
         return {"api_url": self.api_url, "model": self.model, "models": ids,
-                "health": health.status_code, "metrics": snap}
-
-    def stream(self, body):
-        """POST the streamed request; returns (t_sent, [(t, chunk)]) on this client's clock."""
-        events = []
-        t_sent = self.clock()
-        try:
-            with self.client.stream("POST", "/v1/chat/completions", json=body) as resp:
-                if resp.status_code != 200:
-                    resp.read()
-                    raise BenchRunError("POST /v1/chat/completions returned HTTP %d: %s"
-                                        % (resp.status_code, resp.text[:300]))
-                for line in resp.iter_lines():
-                    chunk = parse_sse_line(line)
-                    if chunk is None:
-                        continue
-                    stamp = self.clock()
-                    if chunk == "[DONE]":
-                        break
-                    events.append((stamp, chunk))
-        except self.httpx.HTTPError as exc:
-            raise BenchRunError("streaming request failed: %s" % exc) from exc
-        return t_sent, events
-
-    def run_once(self, prompt, thinking, effort, max_tokens, temperature=None, repetition=1,
-                 include_usage=True):
-        """One measured run: /metrics, stream, /metrics. Errors end up in ``error``."""
-        run = {"prompt": prompt, "thinking": "on" if thinking else "off",
-               "repetition": repetition, "reasoning_effort": effort or None, "error": None}
-        body = request_body(self.model, PROMPTS.get(prompt, prompt), thinking, effort,
-                            max_tokens, temperature, include_usage)
-        try:
-            before = self.metrics()
-            t_sent, events = self.stream(body)
-            after = self.metrics()
-        except (BenchRunError, BenchRefusal) as exc:
-            run["error"] = str(exc)
-            return run
-        run.update(summarize_stream(events, t_sent, thinking=bool(thinking)))
-        delta = metric_deltas(before, after)
-        run["metrics_delta"] = delta
-        run.update(spec_rates(delta))
-        if run["output_tokens"] == 0:
-            run["error"] = "the stream carried no output tokens"
-        return run
-
-    def run(self, prompt, thinking, effort, repetitions, max_tokens, temperature=None,
-            include_usage=True):
-        return [self.run_once(prompt, thinking, effort, max_tokens, temperature, rep,
-                              include_usage)
-                for rep in range(1, int(repetitions) + 1)]
+                "max_model_len": max_len, "health": health.status_code, "metrics": snap}

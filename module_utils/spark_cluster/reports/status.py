@@ -67,17 +67,27 @@ def memory(meminfo_text):
 
 
 def bench_figure(report):
-    """One line from a bench report (reports/bench-latest.json), or 'none'."""
+    """One line from a bench report (reports/bench-latest.json), or 'none': per thinking
+    mode, the shortest prompt's per-stream tok/s at the lowest concurrency and the
+    aggregate at the highest."""
     if not isinstance(report, dict):
         return "none"
-    modes = report.get("modes") or {}
     parts = []
-    for mode in ("on", "off"):
-        value = (modes.get(mode) or {}).get("decode_tok_s")
-        if value is not None:
-            parts.append(f"thinking {mode.upper()} {value:.1f} tok/s")
+    for mode in ("off", "on"):
+        cells = [c for c in report.get("cells") or []
+                 if c.get("thinking") == mode and c.get("per_stream_tok_s") is not None]
+        if not cells:
+            continue
+        shortest = min(c["prompt_tokens"] for c in cells)
+        row = sorted((c for c in cells if c["prompt_tokens"] == shortest),
+                     key=lambda c: c["concurrency"])
+        part = (f"thinking {mode.upper()} {shortest} tok c={row[0]['concurrency']} "
+                f"{row[0]['per_stream_tok_s']:.1f} tok/s")
+        if len(row) > 1 and row[-1].get("aggregate_tok_s") is not None:
+            part += f", c={row[-1]['concurrency']} aggregate {row[-1]['aggregate_tok_s']:.0f} tok/s"
+        parts.append(part)
     when = report.get("generated_at", "?")
-    return (", ".join(parts) or f"verdict {report.get('verdict', '?')}") + f" ({when})"
+    return ("; ".join(parts) or f"verdict {report.get('verdict', '?')}") + f" ({when})"
 
 
 def link_figure(report):

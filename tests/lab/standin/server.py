@@ -76,6 +76,15 @@ toolchain paths (``/opt/env`` or ``/usr/local/cuda``).
 
 ``STANDIN_NULL_CONTENT_BUG=1`` mimics the DSpark build's thinking-off bug: content is
 null and the answer comes back in the reasoning field.
+
+``STANDIN_NO_DRAFTS=1``: the speculative-decoding counters are exported but never move
+(a server whose drafts are not counted): a benchmark must say "not measured", never 0 %.
+
+Load generators (``bench.yml`` runs llama-benchy): ``min_tokens`` and ``ignore_eos`` are
+honoured (the answer runs on with filler words to the asked length), ``usage`` counts
+the prompt tokens of every message as whitespace words + 8 for the template (what the
+benchmark's word-level tokenizer counts, so the prompt lengths it asks for are the
+ones served), and non-streamed completions carry ``usage`` too.
 """
 
 from __future__ import annotations
@@ -212,12 +221,47 @@ def thinking_of(body):
     return body.get("reasoning_effort") not in ("none",)
 
 
+def prompt_token_count(messages):
+    """Prompt tokens as the stand-in's tokenizer counts them: whitespace words of every
+    message's content, plus 8 for the chat template (a load generator's word-level
+    tokenizer then builds prompts of the lengths it asks for)."""
+    total = 0
+    for message in messages or []:
+        if isinstance(message, dict):
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            total += len(words(content))
+    return total + 8
+
+
+def padded(answer, reasoning, body):
+    """vLLM's ``min_tokens`` / ``ignore_eos``: the answer runs on (filler words) until the
+    completion has min_tokens tokens, or max_tokens with ignore_eos (what load generators
+    send to get an exact output length); max_tokens caps the whole completion."""
+    max_tokens = body.get("max_tokens")
+    target = int(body.get("min_tokens") or 0)
+    if body.get("ignore_eos") and max_tokens:
+        target = int(max_tokens)
+    if max_tokens:
+        target = min(target, int(max_tokens))
+    i = 0
+    while len(reasoning) + len(answer) < target:
+        answer.append(("and", "so", "on", "again")[i % 4])
+        i += 1
+    if max_tokens and target and len(reasoning) + len(answer) > int(max_tokens):
+        keep = max(0, int(max_tokens) - len(reasoning))
+        answer[:] = answer[:keep]
+    return answer
+
+
 def completion(body, null_content_bug=False):
     """Reasoning tokens, answer tokens and the (content, reasoning) strings."""
     prompt = last_user_text(body.get("messages"))
     thinking = thinking_of(body)
     answer = answer_tokens(prompt, body.get("max_tokens"))
     reasoning = reasoning_tokens(prompt, body.get("reasoning_effort") or "medium") if thinking else []
+    answer = padded(answer, reasoning, body)
     content_text = " ".join(answer)
     reasoning_text = " ".join(reasoning) if reasoning else None
     if not thinking and null_content_bug:
@@ -228,7 +272,7 @@ def completion(body, null_content_bug=False):
         "answer_tokens": answer,
         "content": content_text,
         "reasoning": reasoning_text,
-        "prompt_tokens": len(words(prompt)) + 8,
+        "prompt_tokens": prompt_token_count(body.get("messages")),
     }
 
 
@@ -264,8 +308,9 @@ class Histogram:
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, no_drafts=False):
         self.lock = threading.Lock()
+        self.no_drafts = no_drafts  # spec-decode counters exported but never moving
         self.values = {"drafts": 0, "draft_tokens": 0, "accepted": 0, "generation": 0,
                        "prompt": 0, "requests": 0}
         self.per_pos = [0] * SPEC_TOKENS
@@ -286,11 +331,12 @@ class Metrics:
     def add(self, counts, prompt_tokens):
         with self.lock:
             for key in ("drafts", "draft_tokens", "accepted", "generation"):
-                self.values[key] += counts[key]
+                if not (self.no_drafts and key != "generation"):
+                    self.values[key] += counts[key]
             self.values["prompt"] += prompt_tokens
             self.values["requests"] += 1
             for pos, value in enumerate(counts["per_pos"]):
-                self.per_pos[pos] += value
+                self.per_pos[pos] += 0 if self.no_drafts else value
 
     def text(self, model):
         label = f'model_name="{model}"'
@@ -331,13 +377,14 @@ class Metrics:
 class Api:
     """State shared by the HTTP handlers."""
 
-    def __init__(self, model, null_content_bug=False, token_delay=0.002, max_model_len=262144, api_key=None):
+    def __init__(self, model, null_content_bug=False, token_delay=0.002, max_model_len=262144, api_key=None,
+                 no_drafts=False):
         self.model = model
         self.api_key = api_key or None
         self.null_content_bug = null_content_bug
         self.token_delay = token_delay
         self.max_model_len = max_model_len
-        self.metrics = Metrics()
+        self.metrics = Metrics(no_drafts=no_drafts)
         self.counter = 0
         self.lock = threading.Lock()
         self.hang_file = os.environ.get("STANDIN_HANG_FILE", "/var/cache/spark-jit/.standin-hang-generation")
@@ -708,7 +755,8 @@ def run_head(args, env, delay, shards):
               null_content_bug=os.environ.get("STANDIN_NULL_CONTENT_BUG") == "1",
               token_delay=env_float("STANDIN_TOKEN_DELAY_S", 0.002),
               max_model_len=args.max_model_len,
-              api_key=read_api_key())
+              api_key=read_api_key(),
+              no_drafts=os.environ.get("STANDIN_NO_DRAFTS") == "1")
 
     def worker_lost(what):
         api.engine_dead = f"{what} went away"
