@@ -1,0 +1,86 @@
+"""Filters over module_utils/spark_topology.py: a triangle's per-node facts and its
+link-validation directions, computed once in roles/spark_common.
+
+    {{ spark_nodes | spark_triangle(rails_by_host, inventory_hostname) }}
+        -> {rail_peers, peers, peer_paths, routes, pings, prefix_len}
+    {{ spark_nodes | spark_triangle_probe_layout(rails_by_host, iperf3_port, iperf3_max_processes, rdma_port) }}
+    {{ spark_nodes | spark_triangle_probe_ranges(rails_by_host, iperf3_port, iperf3_max_processes, rdma_port) }}
+    {{ spark_nodes | spark_triangle_drawing(labels) }}
+
+rails_by_host: {host: spark_rails}. A switch never calls these.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+# Controller side: the repository's module_utils files, loaded by path; spark_topology
+# imports its siblings (spark_inventory, spark_env) by their plain names.
+_DIR = pathlib.Path(__file__).resolve().parents[3] / "module_utils"
+if str(_DIR) not in sys.path:
+    sys.path.append(str(_DIR))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, _DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+spark_topology = _load("spark_topology")
+spark_probeplan = _load("spark_probeplan")
+
+
+def _rails(rails_by_host):
+    return {str(h): [dict(r) for r in rails] for h, rails in dict(rails_by_host).items()}
+
+
+def _check(nodes, rails_by_host):
+    nodes = [str(n) for n in nodes]
+    rails = _rails(rails_by_host)
+    problems = spark_topology.validate("triangle", nodes[:1], nodes[1:], {h: {"rails": rails.get(h)} for h in nodes})
+    if problems:
+        raise AnsibleFilterError("triangle: " + "; ".join(p["message"] for p in problems))
+    return nodes, rails
+
+
+def spark_triangle(nodes, rails_by_host, host):
+    nodes, rails = _check(nodes, rails_by_host)
+    return spark_topology.node_facts(nodes, rails, str(host))
+
+
+def spark_triangle_probe_layout(nodes, rails_by_host, iperf3_port, iperf3_max_processes, rdma_port):
+    nodes, rails = _check(nodes, rails_by_host)
+    try:
+        return spark_probeplan.with_ports(spark_topology.probe_directions(nodes, rails), iperf3_port,
+                                          iperf3_max_processes, rdma_port)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"probe layout: {exc}") from exc
+
+
+def spark_triangle_probe_ranges(nodes, rails_by_host, iperf3_port, iperf3_max_processes, rdma_port):
+    layout = spark_triangle_probe_layout(nodes, rails_by_host, iperf3_port, iperf3_max_processes, rdma_port)
+    return spark_probeplan.ranges_of(layout, iperf3_max_processes)
+
+
+def spark_triangle_drawing(nodes, labels=None):
+    pairs = {}
+    for key, text in dict(labels or {}).items():
+        a, _, b = str(key).partition("|")
+        pairs[(a, b)] = str(text)
+    return spark_topology.draw([str(n) for n in nodes], pairs)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "spark_triangle": spark_triangle,
+            "spark_triangle_probe_layout": spark_triangle_probe_layout,
+            "spark_triangle_probe_ranges": spark_triangle_probe_ranges,
+            "spark_triangle_drawing": spark_triangle_drawing,
+        }
