@@ -321,7 +321,13 @@ def check_cabling(order, rails, observations):
             entry = entries.get(name)
             variable = f"spark_rails[{index}].interface"
             if entry is None or not entry.get("carrier"):
-                what = "is not a ConnectX-7 netdev here" if entry is None else "has no carrier"
+                if entry is None:
+                    what = "is not a ConnectX-7 netdev here"
+                elif entry.get("admin_up") is False:
+                    what = ("is administratively down, so its cable cannot be checked (bring it up: "
+                            f"ip link set {name} up)")
+                else:
+                    what = "has no carrier"
                 problems.append(problem(host, variable, f"{name} {what}",
                                         f"a cable to {peer} ({link})", CABLING_HINT))
                 continue

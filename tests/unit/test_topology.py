@@ -524,3 +524,21 @@ def test_spark_commons_filters_give_each_node_its_view_and_refuse_a_broken_trian
     with pytest.raises(AnsibleFilterError, match="spark-2 <-> spark-3"):
         filters["spark_triangle"](ORDER, broken, "spark-1")
     assert "spark-1" in filters["spark_triangle_drawing"](ORDER, {"spark-1|spark-2": "x"})
+
+
+def test_the_preflight_filter_gives_each_node_its_own_cabling_lines(tmp_path):
+    one, two, three = ORDER
+    wire = Wire(*straight(one, two, P1, P1), *straight(two, three, P0, P1), *straight(three, one, P0, P0))
+    observations, _ = discover(tmp_path, wire)
+    cabling = _filters()["spark_triangle_cabling"]
+    lines = {h: cabling(ORDER, TRIANGLE, observations, h) for h in ORDER}
+    assert lines["spark-1"] and all(line.startswith("spark-1: ") for line in lines["spark-1"])
+    assert all(line.startswith("spark-3: ") for line in lines["spark-3"])
+    observations, _ = discover(tmp_path, nvidia_wire())
+    assert all(cabling(ORDER, TRIANGLE, observations, h) == [] for h in ORDER)
+    # a port that is down is named as such: its cable cannot be checked
+    down = copy.deepcopy(observations)
+    entry = next(e for e in down["spark-2"]["netdevs"] if e["name"] == P0[0])
+    entry.update(carrier=None, admin_up=False, heard=[])
+    text = " | ".join(cabling(ORDER, TRIANGLE, down, "spark-2"))
+    assert f"{P0[0]} is administratively down" in text and f"ip link set {P0[0]} up" in text

@@ -5,6 +5,8 @@ link-validation directions, computed once in roles/spark_common.
         -> {rail_peers, peers, peer_paths, routes, pings, prefix_len}
     {{ spark_nodes | spark_triangle_probe_layout(rails_by_host, iperf3_port, iperf3_max_processes, rdma_port) }}
     {{ spark_nodes | spark_triangle_probe_ranges(rails_by_host, iperf3_port, iperf3_max_processes, rdma_port) }}
+    {{ spark_nodes | spark_triangle_cabling(rails_by_host, observations, inventory_hostname) }}
+        -> that node's cabling problems (lines)
     {{ spark_nodes | spark_triangle_drawing(labels) }}
 
 rails_by_host: {host: spark_rails}. A switch never calls these.
@@ -68,6 +70,15 @@ def spark_triangle_probe_ranges(nodes, rails_by_host, iperf3_port, iperf3_max_pr
     return spark_probeplan.ranges_of(layout, iperf3_max_processes)
 
 
+def spark_triangle_cabling(nodes, rails_by_host, observations, host):
+    """The cabling check's lines for ``host`` (the head also gets the cluster-wide
+    ones): the inventory's triangle against what every port heard."""
+    nodes, rails = _check(nodes, rails_by_host)
+    found = spark_topology.check_cabling(nodes, rails, {str(h): o for h, o in dict(observations).items() if o})
+    host = str(host)
+    return [p["message"] for p in found if p["host"] == host or (not p["host"] and host == nodes[0])]
+
+
 def spark_triangle_drawing(nodes, labels=None):
     pairs = {}
     for key, text in dict(labels or {}).items():
@@ -82,5 +93,6 @@ class FilterModule:
             "spark_triangle": spark_triangle,
             "spark_triangle_probe_layout": spark_triangle_probe_layout,
             "spark_triangle_probe_ranges": spark_triangle_probe_ranges,
+            "spark_triangle_cabling": spark_triangle_cabling,
             "spark_triangle_drawing": spark_triangle_drawing,
         }
