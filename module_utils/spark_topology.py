@@ -275,17 +275,21 @@ def node_facts(order, rails, host):
 def probe_directions(order, rails):
     """Link validation's directions, before ports: per link (rank order) and twin,
     a -> b then b -> a, each with both ends' rail index, interface and address, the
-    link's name and the twin's number."""
+    link's name and the twin's number. ``rail`` numbers the link and twin (0..5: the
+    report groups both directions of one cable's twin under it); each end's own rail
+    index is ``src_rail`` / ``dst_rail``."""
     out = []
+    group = 0
     for link in links(order, rails):
         for number, twin in enumerate(link["twins"]):
             for src, dst, s, d in ((link["a"], link["b"], twin["a"], twin["b"]),
                                    (link["b"], link["a"], twin["b"], twin["a"])):
                 out.append({"link": _pair_name(link["a"], link["b"]), "twin": number, "subnet": twin["subnet"],
-                            "src": src, "dst": dst, "rail": s["rail"], "src_rail": s["rail"],
+                            "src": src, "dst": dst, "rail": group, "src_rail": s["rail"],
                             "dst_rail": d["rail"], "src_interface": s["interface"],
                             "dst_interface": d["interface"], "src_address": s["address"],
                             "dst_address": d["address"]})
+            group += 1
     return out
 
 

@@ -542,3 +542,28 @@ def test_the_preflight_filter_gives_each_node_its_own_cabling_lines(tmp_path):
     entry.update(carrier=None, admin_up=False, heard=[])
     text = " | ".join(cabling(ORDER, TRIANGLE, down, "spark-2"))
     assert f"{P0[0]} is administratively down" in text and f"ip link set {P0[0]} up" in text
+
+
+def test_the_link_report_draws_the_triangle_and_reads_each_end_of_a_link_on_its_own_rail():
+    from module_utils import spark_report as rep
+    from test_report import ping
+
+    directions = spark_topology.probe_directions(ORDER, TRIANGLE)
+    pairs = [{"id": f"r{d['rail']}:{d['src']}>{d['dst']}", "rail": d["rail"], "src_host": d["src"],
+              "dst_host": d["dst"], "src_interface": d["src_interface"], "dst_interface": d["dst_interface"],
+              "src_address": d["src_address"], "dst_address": d["dst_address"], "link": d["link"],
+              "twin": d["twin"], "src_rail": d["src_rail"], "dst_rail": d["dst_rail"]} for d in directions]
+    # each node's rails at a speed of their own: a lookup by the wrong end's rail shows
+    links = {h: [{"interface": r["interface"], "speed_mbps": 200000 - 1000 * (k * 4 + i), "mtu": 9000,
+                  "rdma_device": None, "cpus": 8} for i, r in enumerate(TRIANGLE[h])]
+             for k, h in enumerate(ORDER)}
+    probes = {"ping": {p["id"]: ping("ping_ok") for p in pairs}}
+    report = rep.build_report(pairs, probes, links)
+    assert [r["index"] for r in report["rails"]] == list(range(6))
+    second = report["rails"][2]          # link (1,3) twin 0: spark-1 rail 2, spark-3 rail 0
+    assert (second["link"], second["twin"]) == ("spark-1 <-> spark-3", 0)
+    assert second["line_rate_gbps"] == 192.0     # spark-3's rail 0 (its rail 2 would read 190)
+    text = rep.render_markdown(report)
+    assert "## Triangle" in text and "## Link spark-2 <-> spark-3, twin 1" in text
+    drawing = text.split("## Triangle", 1)[1].split("```")[1]
+    assert "spark-1" in drawing and "spark-3" in drawing
