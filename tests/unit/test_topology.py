@@ -228,7 +228,7 @@ SWITCH_GID = {"nccl_env": {"NCCL_IB_HCA": "rocep1s0f1,roceP2p1s0f1", "NCCL_IB_GI
 
 @pytest.mark.parametrize("renderer", ["NetworkManager", "networkd"])
 def test_a_switch_netplan_file_is_byte_identical_to_before(renderer):
-    assert _netplan(SWITCH_RAILS, {}, renderer) == (FIXTURES / f"switch-40-cx7-{renderer}.yaml").read_text()
+    assert _netplan(SWITCH_RAILS, {}, renderer) == (FIXTURES / f"switch-40-cx7-{renderer}.golden").read_text()
 
 
 def test_a_switch_env_file_and_its_inputs_are_byte_identical_to_before():
