@@ -279,7 +279,7 @@ def test_three_nodes_on_a_switch(tmp_path):
 
 
 def test_three_node_ring_is_planned_as_a_triangle(tmp_path):
-    """Direct cables between three nodes are a triangle now (tests/unit/test_topology.py
+    """Direct cables between three nodes are a triangle now (tests/unit/test_triangle.py
     has the plan in detail); four or more in a ring are refused there."""
     names = ["h", "w1", "w2"]
     nodes = {n: spark_node(tmp_path, n, cabled_ports=(0, 1)) for n in names}
