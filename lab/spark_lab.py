@@ -14,7 +14,9 @@ Topology comes from the inventory (``ansible-inventory --list``): every host wit
 The docker network ``spark-lab-mgmt`` (198.19.0.0/24) plays the Wi-Fi and carries the
 default route. Rail i ("QSFP cable" i) is one veth pair when there are exactly two
 nodes, or a bridge per rail inside the network namespace ``spark-lab-sw`` (a switch)
-when there are more. Rails carry no IP addresses: the Ansible roles assign them.
+when there are more. With ``spark_topology: triangle`` (three nodes) every pair has its
+own cables instead: one veth pair per subnet two nodes' rails share (one per link and
+twin, six). Rails carry no IP addresses: the Ansible roles assign them.
 
 Flavours (--flavour, or SPARK_LAB_FLAVOUR): ``networkmanager`` (default) behaves like
 DGX OS as shipped: NetworkManager renders netplan (01-network-manager-all.yaml), manages
@@ -98,6 +100,8 @@ class Node:
     mgmt_address: str    # on spark-lab-mgmt
     rails: tuple[str, ...]  # interface name per rail index
     mtu: int = DEFAULT_MTU
+    addresses: tuple[str, ...] = ()   # address/prefix per rail index (a triangle pairs by subnet)
+    topology: str = "switch"          # spark_topology: switch (2 nodes direct, more a switch) or triangle
 
     @property
     def ports(self) -> tuple[str, ...]:
@@ -181,9 +185,11 @@ def nodes_from_inventory(inv: dict) -> list[Node]:
         if missing:
             raise LabError(f"{host}: missing {', '.join(missing)}")
         rails = tuple(str(r["interface"]) for r in hv["spark_rails"])
+        addresses = tuple(str(r.get("address", "")) for r in hv["spark_rails"])
         nodes.append(Node(name=host, container=str(hv.get("ansible_host", host)),
                           mgmt_address=str(hv["spark_mgmt_address"]), rails=rails,
-                          mtu=int(hv.get("spark_mtu", DEFAULT_MTU))))
+                          mtu=int(hv.get("spark_mtu", DEFAULT_MTU)), addresses=addresses,
+                          topology=str(hv.get("spark_topology") or "switch")))
     validate_nodes(nodes)
     return nodes
 
@@ -210,6 +216,35 @@ def validate_nodes(nodes: list[Node]) -> None:
             raise LabError(f"{n.name}: the same interface on two rails: {n.rails}")
     if len({n.mtu for n in nodes}) != 1:
         raise LabError("spark_mtu differs between lab nodes")
+    topologies = {n.topology for n in nodes}
+    if len(topologies) != 1 or not topologies <= {"switch", "triangle"}:
+        raise LabError("spark_topology must be switch or triangle, the same on every node: "
+                       + ", ".join(f"{n.name}={n.topology}" for n in nodes))
+    if topologies == {"triangle"} and len(nodes) != 3:
+        raise LabError(f"a triangle has three nodes, found {len(nodes)} (four or more need a switch)")
+
+
+def triangle_pairs(nodes: list[Node]) -> list[tuple[Node, int, Node, int]]:
+    """A triangle's cables: (node a, rail of a, node b, rail of b), one per subnet that
+    two nodes share (one per link and twin), in node then rail order of a."""
+    members: dict = {}
+    for n in nodes:
+        for i, address in enumerate(n.addresses):
+            try:
+                net = ipaddress.ip_interface(address).network
+            except ValueError:
+                raise LabError(f"{n.name}: spark_rails[{i}].address {address!r} is not an address/prefix") from None
+            members.setdefault(net, []).append((n, i))
+    pairs = []
+    for net, ends in members.items():
+        if len(ends) != 2 or ends[0][0] == ends[1][0]:
+            who = ", ".join(f"{n.name} rail {i}" for n, i in ends)
+            raise LabError(f"triangle: subnet {net} has {who}; expected one rail on each of two nodes "
+                           "(one subnet per link and twin)")
+        (a, i), (b, j) = ends
+        pairs.append((a, i, b, j))
+    order = {n.name: k for k, n in enumerate(nodes)}
+    return sorted(pairs, key=lambda p: (order[p[0].name], p[1]))
 
 
 def other_port(ifname: str) -> str:
@@ -223,7 +258,8 @@ def other_port(ifname: str) -> str:
 
 
 def plan_topology(nodes: list[Node], moved=()) -> Topology:
-    """Which veth pairs (and bridges) make the cables. 2 nodes: direct; more: switch.
+    """Which veth pairs (and bridges) make the cables. 2 nodes: direct; more: switch;
+    a triangle (spark_topology): one direct veth per subnet two nodes share.
 
     moved: names of nodes whose cable sits in their other QSFP port (replug --other-port).
     Every port of a node that no cable reaches is an uncabled (loose) port."""
@@ -239,7 +275,12 @@ def plan_topology(nodes: list[Node], moved=()) -> Topology:
 
     links: list[Link] = []
     bridges: list[str] = []
-    if len(nodes) == 2:
+    if nodes[0].topology == "triangle":
+        for a, i, b, j in triangle_pairs(nodes):
+            links.append(Link(rail=i,
+                              a=End(veth_name(a.container, i), plugged(a, i), a.container),
+                              b=End(veth_name(b.container, j), plugged(b, j), b.container)))
+    elif len(nodes) == 2:
         n0, n1 = nodes
         for i in range(nrails):
             links.append(Link(rail=i,

@@ -44,6 +44,15 @@ options:
     type: list
     elements: str
     default: [192.168.100.0/24, 192.168.101.0/24]
+  triangle_subnets:
+    description:
+      - Three nodes on direct cables (a triangle, every cabled port hearing one node) -
+        one IPv4 subnet per link and twin, six, link (head, worker 1) first, then (head,
+        worker 2), then (worker 1, worker 2), twin 0 before twin 1. The written inventory
+        then sets C(spark_topology=triangle) on the group C(spark).
+    type: list
+    elements: str
+    default: [192.168.100.0/24, 192.168.101.0/24, 192.168.102.0/24, 192.168.103.0/24, 192.168.104.0/24, 192.168.105.0/24]
   host_offset:
     description: Host number of the head in every rail subnet (workers follow).
     type: int
@@ -185,6 +194,8 @@ def main():
             heads=dict(type="list", elements="str", required=True),
             workers=dict(type="list", elements="str", required=True),
             rail_subnets=dict(type="list", elements="str", default=["192.168.100.0/24", "192.168.101.0/24"]),
+            triangle_subnets=dict(type="list", elements="str",
+                                  default=[f"192.168.{100 + i}.0/24" for i in range(6)]),
             host_offset=dict(type="int", default=10),
             allow_crossed=dict(type="bool", default=False),
             ignore_interfaces=dict(type="list", elements="str", default=[]),
@@ -203,12 +214,13 @@ def main():
     p = module.params
     order = list(p["heads"]) + [w for w in p["workers"] if w not in p["heads"]]
     result = plan(p["observations"], p["heads"], p["workers"], p["rail_subnets"], p["host_offset"],
-                  p["allow_crossed"], p["ignore_interfaces"])
+                  p["allow_crossed"], p["ignore_interfaces"], triangle_subnets=p["triangle_subnets"])
+    topology = result.get("topology") or "switch"
 
     if not result["problems"]:
         nodes = {h: {"rails": result["rails"][h], "mgmt": p["mgmt"].get(h, h),
                      "mgmt_networks": p["mgmt_networks"], "mtu": p["mtu"]} for h in order}
-        found_all = validate(p["heads"], p["workers"], nodes)
+        found_all = validate(p["heads"], p["workers"], nodes, topology=topology)
         for host in order:
             view = p["observations"][host].get("host") or {}
             if view:
@@ -247,6 +259,9 @@ def main():
     with open(source_file, encoding="utf-8") as handle:
         inventory = yaml.safe_load(handle) or {}
     written, absent = inventory_with_rails(inventory, result["rails"])
+    if topology != "switch":
+        group = written.setdefault("spark", {}) if isinstance(written, dict) else {}
+        group.setdefault("vars", {})["spark_topology"] = topology
     if absent:
         module.fail_json(msg=f"hosts {absent} are in the play but not in {source_file}: discover.yml writes "
                              "spark_rails into that file, so every node must be listed there.", **public)

@@ -49,6 +49,14 @@ options:
     type: list
     elements: str
     default: []
+  peer_paths:
+    description:
+      - A triangle of direct cables - per other node C(host), C(address) (its rail-0
+        address), C(interface) (this node's rail on the direct link to it) and C(via)
+        (the host route's gateway, or null on the link's subnet). The route to each
+        peer is then checked against its own link instead of O(interface).
+    type: list
+    elements: dict
   fail_on_problems:
     description: Fail when any problem is found (the message has one line per problem).
     type: bool
@@ -125,6 +133,7 @@ def main():
             env_file=dict(type="path"),
             allowed_interfaces=dict(type="list", elements="str"),
             allowed_ucx_devices=dict(type="list", elements="str", default=[]),
+            peer_paths=dict(type="list", elements="dict"),
             fail_on_problems=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("env", "env_file")],
@@ -144,6 +153,7 @@ def main():
                 params["interface"], params["address"], params["peers"], env, net,
                 allowed_interfaces=params["allowed_interfaces"],
                 allowed_ucx_devices=params["allowed_ucx_devices"],
+                peer_paths=params["peer_paths"],
             )
     except ImportError as exc:
         module.fail_json(msg=f"qsfp_pinning needs pyroute2 on the target (python3-pyroute2): {exc}")

@@ -60,6 +60,15 @@ options:
     type: list
     elements: str
     default: []
+  topology:
+    description:
+      - A triangle of direct cables (docs/topology.md) - C(name) (C(triangle)), C(prefix_len)
+        (the rails' prefix length) and C(peer_paths) (per other node C(host), C(address) (its
+        rail-0 address), C(interface) (this node's rail on the direct link) and C(via) (the
+        host route's gateway, or null on the link's subnet)). Adds NCCL's subnet-aware
+        routing settings and makes the pre-start check test each peer's own route.
+      - Left out for a switch - the files are exactly as without it.
+    type: dict
   mtu:
     description:
       - MTU of the rails, saved so the pre-start check verifies the rails' MTU and
@@ -194,6 +203,7 @@ def main():
             ),
             peers=dict(type="list", elements="str", default=[]),
             mtu=dict(type="int"),
+            topology=dict(type="dict"),
             sysfs_root=dict(type="path", default="/sys"),
             mode=dict(type="raw", default="0600"),
             owner=dict(type="str", default="root"),
@@ -221,8 +231,9 @@ def main():
             params_path=p["params_path"],
             mode=p["mode"],
             mtu=p["mtu"],
+            topology=p["topology"],
         )
-        env = build_env(p["node"], gid)
+        env = build_env(p["node"], gid, p["topology"])
         text = render(env, params)
     except (GidError, ValueError) as exc:
         module.fail_json(msg=str(exc), **result)

@@ -33,11 +33,18 @@ options:
     default: []
   nodes:
     description:
-      - Per host C({rails, mgmt, mgmt_networks, mtu}) (scope=cluster). C(rails) is the
+      - Per host C({rails, mgmt, mgmt_networks, mtu, topology}) (scope=cluster). C(rails) is the
         host's C(spark_rails), C(mgmt) its management address, C(mgmt_networks) the
-        management networks known for it (CIDR), C(mtu) its C(spark_mtu).
+        management networks known for it (CIDR), C(mtu) its C(spark_mtu), C(topology) its
+        C(spark_topology).
     type: dict
     default: {}
+  topology:
+    description:
+      - The cluster's C(spark_topology) (scope=cluster), C(switch) or C(triangle);
+        by default each node's C(topology) in O(nodes) (C(switch) when absent), which
+        must agree. A triangle's rails are checked by C(module_utils/spark_cluster/link/topology.py).
+    type: str
   host:
     description: Inventory name of the host (scope=host).
     type: str
@@ -124,7 +131,7 @@ def run(params):
             params["host_addresses"],
             params["default_network"],
         )
-    return validate(params["heads"], params["workers"], params["nodes"])
+    return validate(params["heads"], params["workers"], params["nodes"], topology=params["topology"])
 
 
 def main():
@@ -134,6 +141,7 @@ def main():
             heads=dict(type="list", elements="str", default=[]),
             workers=dict(type="list", elements="str", default=[]),
             nodes=dict(type="dict", default={}),
+            topology=dict(type="str"),
             host=dict(type="str", default=""),
             rails=dict(type="list", elements="dict", default=[]),
             interfaces=dict(type="list", elements="str", default=[]),

@@ -235,3 +235,74 @@ def test_switched_lab_has_loose_ports_too():
     assert w2 == sorted(lab.SPARK_PORTS)  # its rails are eth1/eth2: all four Spark ports uncabled
     h = sorted(l.end.ifname for l in topo.loose if l.end.container == "lab-h")
     assert h == ["enP2p1s0f0np0", "enp1s0f0np0"]
+
+
+def triangle() -> dict:
+    """inventory/lab-triangle's shape: NVIDIA's cabling, one subnet per link and twin."""
+    p0, p1 = ["enp1s0f0np0", "enP2p1s0f0np0"], ["enp1s0f1np1", "enP2p1s0f1np1"]
+
+    def node(ip, rails):
+        return {"spark_mgmt_address": ip, "spark_mtu": 9000, "spark_topology": "triangle",
+                "spark_rails": [{"interface": i, "address": a} for i, a in rails]}
+
+    last = {"h": 10, "w1": 11, "w2": 12}
+    sub = {("h", "w1"): (100, 101), ("h", "w2"): (102, 103), ("w1", "w2"): (104, 105)}
+
+    def rails(me, first, ports_first, second, ports_second):
+        out = []
+        for peer, ports in ((first, ports_first), (second, ports_second)):
+            nets = sub[tuple(sorted((me, peer), key=["h", "w1", "w2"].index))]
+            out += [(ports[t], f"198.18.{nets[t]}.{last[me]}/24") for t in range(2)]
+        return out
+
+    return inventory({"h": node("198.19.0.10", rails("h", "w1", p0, "w2", p1))},
+                     {"w1": node("198.19.0.11", rails("w1", "h", p1, "w2", p0)),
+                      "w2": node("198.19.0.12", rails("w2", "h", p0, "w1", p1))})
+
+
+def test_a_triangle_cables_every_pair_directly_one_veth_per_link_and_twin():
+    topo = lab.plan_topology(lab.nodes_from_inventory(triangle()))
+    assert not topo.switched and topo.loose == ()       # all four ports of every node cabled
+    pairs = {((l.a.container, l.a.ifname), (l.b.container, l.b.ifname)) for l in topo.links}
+    assert pairs == {
+        (("h", "enp1s0f0np0"), ("w1", "enp1s0f1np1")), (("h", "enP2p1s0f0np0"), ("w1", "enP2p1s0f1np1")),
+        (("h", "enp1s0f1np1"), ("w2", "enp1s0f0np0")), (("h", "enP2p1s0f1np1"), ("w2", "enP2p1s0f0np0")),
+        (("w1", "enp1s0f0np0"), ("w2", "enp1s0f1np1")), (("w1", "enP2p1s0f0np0"), ("w2", "enP2p1s0f1np1")),
+    }
+    names = [e.tmpname for e in all_ends(topo)]
+    assert len(set(names)) == len(names) == 12
+
+
+def test_the_repository_lab_triangle_inventory_plans_six_cables():
+    import yaml
+
+    hosts = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventory" / "lab-triangle" / "hosts.yml").read_text())
+    group = hosts["spark"]
+    hostvars = {}
+    for child in ("spark_head", "spark_workers"):
+        for name, hv in group["children"][child]["hosts"].items():
+            hostvars[name] = dict(hv, **group["vars"])
+    inv = inventory({h: hostvars[h] for h in group["children"]["spark_head"]["hosts"]},
+                    {h: hostvars[h] for h in group["children"]["spark_workers"]["hosts"]})
+    topo = lab.plan_topology(lab.nodes_from_inventory(inv))
+    assert len(topo.links) == 6 and not topo.switched
+
+
+@pytest.mark.parametrize("change, word", [
+    (lambda inv: inv["_meta"]["hostvars"]["w2"]["spark_rails"][3].update(address="198.18.106.12/24"),
+     "subnet 198.18.105.0/24 has w1 rail 3; expected one rail on each of two nodes"),
+    (lambda inv: inv["_meta"]["hostvars"]["w2"].update(spark_topology="switch"), "the same on every node"),
+])
+def test_a_broken_triangle_is_refused_by_the_lab(change, word):
+    inv = triangle()
+    change(inv)
+    with pytest.raises(lab.LabError, match=word.replace(".", r"\.")):
+        lab.plan_topology(lab.nodes_from_inventory(inv))
+
+
+def test_a_triangle_of_four_is_refused_by_the_lab():
+    inv = triangle()
+    inv["_meta"]["hostvars"]["w3"] = dict(inv["_meta"]["hostvars"]["w2"], spark_mgmt_address="198.19.0.13")
+    inv["spark_workers"]["hosts"].append("w3")
+    with pytest.raises(lab.LabError, match="a triangle has three nodes, found 4"):
+        lab.nodes_from_inventory(inv)

@@ -28,6 +28,7 @@ import socket
 import time
 
 from ..runtime.inventory import problem as _problem
+from . import topology as spark_topology
 
 ETHERTYPE = 0x88B5  # IEEE 802 local experimental ethertype 1
 MAGIC = b"spark-discover/1 "
@@ -277,12 +278,17 @@ def check_subnets(subnets, count):
     return problems, nets
 
 
-def plan(observations, heads, workers, subnets, host_offset=10, allow_crossed=False, ignore=()):
+def plan(observations, heads, workers, subnets, host_offset=10, allow_crossed=False, ignore=(),
+         triangle_subnets=None):
     """Rails for every node from what every port heard.
 
     observations: {host: observe() result}; heads/workers: the inventory groups (rank
     order: head 0, workers 1..N); ignore: "host:ifname" entries left out on purpose.
-    Returns {rails: {host: [{interface, address}]}, problems, warnings, links, crossed}.
+    Three nodes or more whose every cabled port hears one node (direct cables, a ring)
+    are planned as a triangle by ``spark_topology.plan`` (``triangle_subnets``: six,
+    one per link and twin) or refused (four or more).
+    Returns {rails: {host: [{interface, address}]}, problems, warnings, links, crossed}
+    (and ``topology: triangle`` for a triangle).
     """
     order = list(heads) + [w for w in workers if w not in heads]
     problems, warnings = [], []
@@ -304,6 +310,11 @@ def plan(observations, heads, workers, subnets, host_offset=10, allow_crossed=Fa
     if max(w["started"] for w in windows) >= min(w["ended"] for w in windows):
         warnings.append("the nodes' probe windows did not overlap (by their clocks): a node that "
                         "heard nobody may have started late; raise discover_probe_seconds")
+    if spark_topology.classify(observations, order, ignore) == "ring":
+        result = spark_topology.plan(observations, order, triangle_subnets or spark_topology.DEFAULT_SUBNETS,
+                                     host_offset=host_offset, ignore=ignore)
+        result["warnings"] = warnings + result["warnings"]
+        return result
 
     usable = {}   # host -> [entry] (carrier, heard exactly the expected peers)
     for host in order:
@@ -454,6 +465,12 @@ def summary_markdown(observations, order, result, name):
     lines = [f"# Discovery: {name}", ""]
     verdict = "refused" if result["problems"] else "inventory written"
     lines += [f"Verdict: **{verdict}**.", ""]
+    if result.get("topology") == spark_topology.TRIANGLE:
+        lines += ["Topology: **triangle** (a cable between every pair; `spark_topology: triangle`).", ""]
+        if result["rails"] and len(order) == 3:
+            found = spark_topology.links(order, result["rails"])
+            labels = {(link["a"], link["b"]): ", ".join(t["subnet"] for t in link["twins"]) for link in found}
+            lines += ["```", spark_topology.draw(order, labels), "```", ""]
     for host in order:
         obs = observations.get(host)
         lines += [f"## {host}", ""]

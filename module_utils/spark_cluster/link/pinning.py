@@ -168,6 +168,43 @@ def check_interface(interface, address, links, by_if) -> list:
     return problems
 
 
+def check_path_routes(peer_paths, net):
+    """A triangle's routes: each other node's primary address must leave through the
+    rail on the direct link to it (``interface``), with no gateway when it is on that
+    link's subnet or exactly the peer's own address on the link (``via``, the host
+    route's gateway): never another interface, never the default route."""
+    routes, problems = [], []
+    for path in peer_paths:
+        peer, want_dev, want_via = strip_prefix(path["address"]), path["interface"], path.get("via") or None
+        who = f"{path['host']} " if path.get("host") else ""
+        expected = f"{want_dev} via {want_via}" if want_via else f"{want_dev} (on its subnet)"
+        try:
+            answer = net.route_get(peer)
+        except OSError as exc:
+            routes.append({"peer": peer, "dev": None, "src": None, "via_gateway": False, "ok": False})
+            problems.append(problem(
+                "route", f"no route to peer {who}{peer} ({exc}): expected {expected}; re-run site.yml "
+                f"--tags qsfp_link (the host routes of the triangle are in its netplan file).",
+                found=None, expected=expected))
+            continue
+        gateway = answer.get("gateway") or None
+        ok = answer.get("dev") == want_dev and gateway == want_via
+        routes.append({"peer": peer, "dev": answer.get("dev"), "src": answer.get("src"),
+                       "via_gateway": bool(gateway), "ok": ok})
+        if ok:
+            continue
+        how = f"{answer.get('dev')}" + (f" via {gateway}" if gateway else "")
+        if gateway and answer.get("dev") != want_dev:
+            how += " (not the direct link: the default route, or another node)"
+        problems.append(problem(
+            "route",
+            f"the route to peer {who}{peer} leaves through {how}, not {expected}: its traffic "
+            f"would not take the direct cable; check the rails' addresses and the host routes "
+            f"(site.yml --tags qsfp_link).",
+            found=how, expected=expected))
+    return routes, problems
+
+
 def check_routes(interface, address, peers, net, by_if):
     """Route to each peer: must leave through ``interface``, not via a gateway."""
     routes, problems = [], []
@@ -382,11 +419,13 @@ def would_pick(net):
 
 
 def check_pinning(interface, address, peers, env, net, allowed_interfaces=None,
-                  allowed_ucx_devices=None) -> dict:
+                  allowed_ucx_devices=None, peer_paths=None) -> dict:
     """Checks the interface, the routes to the peers and the pinning variables in
     ``env``. ``address`` is this node's QSFP address (a /prefix is ignored);
     ``allowed_interfaces`` defaults to [interface]; ``allowed_ucx_devices`` lists
-    UCX 'dev:port' entries (or bare RDMA device names) that are fine too."""
+    UCX 'dev:port' entries (or bare RDMA device names) that are fine too.
+    ``peer_paths`` (a triangle: [{host, address, interface, via}]) replaces the
+    one-interface route rule: each peer by its own direct link (``check_path_routes``)."""
     address = strip_prefix(address)
     peers = [strip_prefix(p) for p in (peers or [])]
     env = env or {}
@@ -396,7 +435,10 @@ def check_pinning(interface, address, peers, env, net, allowed_interfaces=None,
     pick = would_pick(net)
 
     problems = check_interface(interface, address, links, by_if)
-    routes, route_problems = check_routes(interface, address, peers, net, by_if)
+    if peer_paths:
+        routes, route_problems = check_path_routes(peer_paths, net)
+    else:
+        routes, route_problems = check_routes(interface, address, peers, net, by_if)
     problems += route_problems
     problems += check_host_ip(env, interface, address, peers, by_if, pick)
     problems += check_single_name("GLOO_SOCKET_IFNAME", env, interface, allowed, links, by_if)

@@ -37,19 +37,30 @@ def probe_layout(nodes, rails, iperf3_port, iperf3_max_processes, rdma_port):
     if len(set(nodes)) != len(nodes):
         raise ValueError(f"node names repeat: {nodes}")
     rails = _count(rails, "rails", 0)
-    base = _count(iperf3_port, "iperf3_port", 1)
-    block = _count(iperf3_max_processes, "iperf3_max_processes", 1) + 2
-    rdma = _count(rdma_port, "rdma_port", 1)
-    out = []
+    directions = []
     for rail in range(rails):
         for a_index, a in enumerate(nodes):
             for b in nodes[a_index + 1:]:
                 for src, dst in ((a, b), (b, a)):
-                    index = len(out)
-                    tcp = base + index * block
-                    out.append({"index": index, "rail": rail, "src": src, "dst": dst,
-                                "tcp_port": tcp, "tcp_parallel_port": tcp + 1,
-                                "rdma_port": rdma + index})
+                    directions.append({"rail": rail, "src": src, "dst": dst})
+    return with_ports(directions, iperf3_port, iperf3_max_processes, rdma_port)
+
+
+def with_ports(directions, iperf3_port, iperf3_max_processes, rdma_port):
+    """Directions (dicts with at least ``rail``, ``src``, ``dst``), in probe order, with
+    ``index`` and their ports added (the block arithmetic above). A triangle's
+    directions (``spark_topology.probe_directions``) get their ports here too."""
+    base = _count(iperf3_port, "iperf3_port", 1)
+    block = _count(iperf3_max_processes, "iperf3_max_processes", 1) + 2
+    rdma = _count(rdma_port, "rdma_port", 1)
+    out = []
+    for direction in directions:
+        index = len(out)
+        tcp = base + index * block
+        entry = {"index": index, "rail": direction["rail"], "src": direction["src"], "dst": direction["dst"]}
+        entry.update({k: v for k, v in direction.items() if k not in entry})
+        entry.update({"tcp_port": tcp, "tcp_parallel_port": tcp + 1, "rdma_port": rdma + index})
+        out.append(entry)
     for entry in out:
         if max(entry["tcp_port"] + block - 1, entry["rdma_port"]) > 65535:
             raise ValueError(f"probe ports past 65535 for {len(out)} directions (iperf3 from {base}, "
@@ -61,7 +72,12 @@ def probe_layout(nodes, rails, iperf3_port, iperf3_max_processes, rdma_port):
 def port_ranges(nodes, rails, iperf3_port, iperf3_max_processes, rdma_port):
     """What the firewall opens for the probes: ``{'directions': n, 'iperf3': 'lo-hi',
     'ib_write_bw': 'lo-hi'}`` (ranges empty, ``''``, when there is no direction)."""
-    layout = probe_layout(nodes, rails, iperf3_port, iperf3_max_processes, rdma_port)
+    return ranges_of(probe_layout(nodes, rails, iperf3_port, iperf3_max_processes, rdma_port),
+                     iperf3_max_processes)
+
+
+def ranges_of(layout, iperf3_max_processes):
+    """The firewall's ranges of a laid-out probe plan (``probe_layout`` or ``with_ports``)."""
     if not layout:
         return {"directions": 0, "iperf3": "", "ib_write_bw": ""}
     block = int(iperf3_max_processes) + 2

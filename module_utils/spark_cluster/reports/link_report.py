@@ -21,6 +21,7 @@ from ..link.collective import (
     collective_section, expect_from_links, not_measured as collective_not_measured,
     render_markdown as render_collective_markdown,
 )
+from ..link.topology import draw as draw_triangle
 from .output import (
     bullet_section, figure, fmt as _f, generated_line, label_bars, save_figure, table_head,
     write_report_files)
@@ -44,12 +45,24 @@ def _link(links, host, rail):
     return rails[rail] if rail < len(rails) else {}
 
 
+def _end_rail(pair, host):
+    """The rail index of ``host``'s end: a triangle's pair names each end's rail
+    (``src_rail`` / ``dst_rail``, its ``rail`` is the link and twin); a switch's is
+    ``rail`` on both ends."""
+    if host == pair.get("src_host") and "src_rail" in pair:
+        return int(pair["src_rail"])
+    if host == pair.get("dst_host") and "dst_rail" in pair:
+        return int(pair["dst_rail"])
+    return int(pair["rail"])
+
+
 def _line_rate(links, pair, override):
     """The link's ceiling: override (Gb/s) or the lower sysfs speed of both ends."""
     if override:
         return float(override), "variable link_validation_line_rate_gbps"
     speeds = []
-    for host, rail in ((pair["src_host"], pair["rail"]), (pair["dst_host"], pair["rail"])):
+    for host, rail in ((pair["src_host"], _end_rail(pair, pair["src_host"])),
+                       (pair["dst_host"], _end_rail(pair, pair["dst_host"]))):
         mbps = _link(links, host, rail).get("speed_mbps")
         if isinstance(mbps, (int, float)) and mbps > 0:
             speeds.append(mbps / 1000.0)
@@ -64,7 +77,7 @@ def _rdma_not_measured_reason(links, pair, probe):
     if pair.get("rdma_reason"):
         return pair["rdma_reason"]
     missing = [h for h in (pair["src_host"], pair["dst_host"])
-               if not _link(links, h, pair["rail"]).get("rdma_device")]
+               if not _link(links, h, _end_rail(pair, h)).get("rdma_device")]
     if missing:
         return "no RDMA device for this rail on %s (/sys/class/infiniband)" % ", ".join(missing)
     return "RDMA probe did not run"
@@ -99,8 +112,8 @@ def build_direction(pair, probes, links, thresholds, rdma_nodes=()):
     single = _g(probes.get("tcp_single", {}).get(pid), "sum")
     parallel = _g(probes.get("tcp_parallel", {}).get(pid), "sum")
     rdma_probe = probes.get("rdma", {}).get(pid)
-    src_link = _link(links, pair["src_host"], pair["rail"])
-    dst_link = _link(links, pair["dst_host"], pair["rail"])
+    src_link = _link(links, pair["src_host"], _end_rail(pair, pair["src_host"]))
+    dst_link = _link(links, pair["dst_host"], _end_rail(pair, pair["dst_host"]))
 
     rdma_gbps = rdma_probe.get("gbps") if rdma_probe and rdma_probe.get("ok") else None
     if rdma_probe and rdma_probe.get("measured") and not rdma_probe.get("ok"):
@@ -219,7 +232,10 @@ def build_report(pairs, probes, links=None, pinning=None, thresholds=None,
         paras = [d["tcp"]["parallel_gbps"] for d in directions if d["tcp"]["parallel_gbps"]]
         procs = max([d["tcp"]["parallel_processes"] or 0 for d in directions] or [0])
         rdmas = [d["rdma"]["gbps"] for d in directions if d["rdma"]["gbps"] is not None]
+        triangle = {"link": rails[index][0]["link"], "twin": rails[index][0].get("twin")} \
+            if rails[index][0].get("link") else {}
         rail_out.append({
+            **triangle,
             "index": index,
             "interface": rails[index][0].get("src_interface"),
             "interfaces": sorted({p.get("src_interface") for p in rails[index]} |
@@ -341,13 +357,38 @@ def _summary(overall, failures, rails, coll):
 
 # ---------------------------------------------------------------------- rendering
 
+def _triangle_markdown(rails):
+    """A triangle's report opens with the triangle, each side labelled with its twins'
+    verdicts ([] for a switch, whose rails carry no ``link``)."""
+    links = []
+    for rail in rails:
+        if rail.get("link") and rail["link"] not in links:
+            links.append(rail["link"])
+    if len(links) != 3:
+        return []
+    ends = [tuple(name.split(" <-> ")) for name in links]
+    order = []
+    for a, b in ends:
+        order += [n for n in (a, b) if n not in order]
+    if len(order) != 3:
+        return []
+    labels = {}
+    for (a, b), name in zip(ends, links):
+        labels[(a, b)] = "/".join(r["verdict"] for r in rails if r.get("link") == name)
+    return ["## Triangle", "", "```", draw_triangle(order, labels), "```", "",
+            "Each side: one cable, its twins' verdicts (twin 0/twin 1).", ""]
+
+
 def render_markdown(report):
     """Markdown: summary, one table per rail, ceilings, failures/warnings, pinning."""
     lines = ["# QSFP link report", "",
              generated_line(report), "",
              "**Verdict: %s.** %s" % (report["verdict"].upper(), report["summary"]), ""]
+    lines += _triangle_markdown(report["rails"])
     for rail in report["rails"]:
-        lines += ["## Rail %d (%s)" % (rail["index"], ", ".join(rail["interfaces"])), "",
+        title = ("Link %s, twin %s" % (rail["link"], rail.get("twin")) if rail.get("link")
+                 else "Rail %d" % rail["index"])
+        lines += ["## %s (%s)" % (title, ", ".join(rail["interfaces"])), "",
                   "Line rate: %s Gb/s (%s). Rail verdict: **%s** (%s)." % (
                       _f(rail["line_rate_gbps"], "%g"), rail["line_rate_source"],
                       rail["verdict"], rail["reason"]), ""]

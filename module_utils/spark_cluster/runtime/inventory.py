@@ -205,10 +205,32 @@ def check_mtu(nodes):
     return problems
 
 
-def validate(heads, workers, nodes):
-    """All controller-side checks. nodes: {host: {rails, mgmt, mgmt_networks, mtu}}."""
+def check_topology_names(nodes):
+    """The cluster's one ``topology`` (each node's ``topology``, default switch)
+    and the problems of nodes that disagree."""
+    names = {host: str((node or {}).get("topology") or "switch") for host, node in nodes.items()}
+    distinct = sorted(set(names.values()))
+    if len(distinct) > 1:
+        detail = ", ".join(f"{h}={t}" for h, t in sorted(names.items()))
+        return "switch", [problem("", "spark_topology", f"different per node ({detail})",
+                                  "one value for the cluster (set it in group_vars/spark)")]
+    return (distinct[0] if distinct else "switch"), []
+
+
+def validate(heads, workers, nodes, topology=None):
+    """All controller-side checks. nodes: {host: {rails, mgmt, mgmt_networks, mtu,
+    topology}}. topology (default: the nodes' ``topology``): ``switch`` (rail i of every
+    node in one subnet) or ``triangle`` (every rail's subnet shared by the two ends of
+    one cable: ``spark_topology.validate``)."""
     problems = check_groups(heads, workers)
-    problems += check_rails(nodes)
+    if topology is None:
+        topology, disagree = check_topology_names(nodes)
+        problems += disagree
+    if topology in ("", "switch"):
+        problems += check_rails(nodes)
+    else:
+        from ..link.topology import validate as validate_topology  # imports this module: late
+        problems += validate_topology(topology, heads, workers, nodes)
     problems += check_management(nodes)
     problems += check_mtu(nodes)
     return problems

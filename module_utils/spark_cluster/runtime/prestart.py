@@ -148,7 +148,7 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
     try:
         interfaces = rail_interfaces(rails)
         gid = resolve(root, interfaces)
-        env = build_env(node, gid)
+        env = build_env(node, gid, params.get("topology"))
         text = render(env, params)
     except (GidError, ValueError) as exc:
         return fail(exc)
@@ -186,7 +186,8 @@ def main(argv=None, net=None, sysfs_root=None, out=None, err=None, meminfo=None)
     reader = net if net is not None else NetlinkReader()
     try:
         with reader:
-            result = check_pinning(node["interface"], node["address"], peers, env, reader)
+            result = check_pinning(node["interface"], node["address"], peers, env, reader,
+                                   peer_paths=(params.get("topology") or {}).get("peer_paths"))
     except ImportError as exc:
         return fail(f"cannot read the network state: {exc} (install python3-pyroute2)")
     except OSError as exc:

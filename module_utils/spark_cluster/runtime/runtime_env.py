@@ -43,6 +43,18 @@ NCCL_GID_KEYS = (
     "NCCL_IB_ROCE_VERSION_NUM",
 )
 RENDEZVOUS_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES")
+# What a triangle of direct cables adds (docs/topology.md): NCCL's subnet-aware routing
+# picks, per connection, the local RDMA device in the remote device's subnet (NCCL
+# v2.30.7-1, src/transport/net_ib/connect.cc), one device per twin (no merging) and
+# NCCL's own IB transport, as NVIDIA's spark_cluster_setup.py runs a ring. Only set,
+# and only pinned, in a triangle: a switch's file stays as it was.
+TRIANGLE_KEYS = (
+    "NCCL_IB_SUBNET_AWARE_ROUTING",
+    "NCCL_IB_SUBNET_PREFIX_LEN",
+    "NCCL_IB_MERGE_NICS",
+    "NCCL_NET_PLUGIN",
+)
+TOPOLOGIES = ("switch", "triangle")
 PINNED_KEYS = frozenset(("VLLM_HOST_IP",) + SOCKET_KEYS + NCCL_GID_KEYS + RENDEZVOUS_KEYS)
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -56,7 +68,7 @@ SECRET_RES = (
 ROLES = ("head", "worker")
 NODE_KEYS = ("rank", "nnodes", "role", "interface", "address", "master_addr", "master_port")
 
-GENERATOR = "spark-cluster module_utils/spark_env.py"
+GENERATOR = "spark-cluster module_utils/spark_cluster/runtime/runtime_env.py"
 
 
 def is_secret_key(key):
@@ -152,15 +164,45 @@ def check_node(node):
     }
 
 
-def build_env(node, gid):
+def topology_env(topology):
+    """The settings the topology adds ({} for a switch or none). topology: None or
+    {name: 'switch'|'triangle', prefix_len: the rails' prefix length, ...}."""
+    if not topology:
+        return {}
+    if not isinstance(topology, dict):
+        raise ValueError(f"topology must be a mapping with name and prefix_len, got {topology!r}")
+    name = str(topology.get("name") or "switch")
+    if name not in TOPOLOGIES:
+        raise ValueError(f"topology name must be one of {', '.join(TOPOLOGIES)}, got {name!r}")
+    if name == "switch":
+        return {}
+    prefix = _int(topology.get("prefix_len"), "topology prefix_len", 1, 32)
+    return {
+        "NCCL_IB_SUBNET_AWARE_ROUTING": "1",
+        "NCCL_IB_SUBNET_PREFIX_LEN": str(prefix),
+        "NCCL_IB_MERGE_NICS": "0",
+        "NCCL_NET_PLUGIN": "none",
+    }
+
+
+def build_env(node, gid, topology=None):
     """The ordered runtime environment ({str: str}) of one node.
 
     node: {rank, nnodes, role ('head'|'worker'), interface (rail-0 netdev), address
     (rail-0 address, no prefix), master_addr (head's rail-0 address), master_port,
     settings (extra keys, no secrets, no pinned keys)}.
     gid: the result of link.roce.resolve for this node's rails.
+    topology: None (a switch, the file as it always was) or {name, prefix_len}: a
+    triangle adds ``TRIANGLE_KEYS`` after the GID keys and refuses them in settings.
     """
     checked = check_node(node)
+    extra = topology_env(topology)
+    clash = sorted(set(extra) & set(checked["settings"]))
+    if clash:
+        raise ValueError(
+            f"setting {', '.join(clash)} would override a pinned key: in a triangle it is "
+            "derived from the topology (spark_env.topology_env), not set by hand"
+        )
     nccl_env = dict((gid or {}).get("nccl_env") or {})
     if not nccl_env:
         raise ValueError("the GID resolution carries no nccl_env (run spark_roce.resolve first)")
@@ -177,6 +219,7 @@ def build_env(node, gid):
     for key in NCCL_GID_KEYS:
         if key in nccl_env:
             env[key] = str(nccl_env[key])
+    env.update(extra)
     env["MASTER_ADDR"] = checked["master_addr"]
     env["MASTER_PORT"] = str(checked["master_port"])
     env["NODE_RANK"] = str(checked["rank"])
@@ -211,10 +254,11 @@ def render(env, params=None):
 
 
 def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None, mode="0600",
-                mtu=None):
+                mtu=None, topology=None):
     """The inputs saved on the node (runtime-env.json), so that the pre-start check
     re-renders the env file from the same data with the same code (and, with ``mtu``,
-    checks the rails' MTU and addresses at every start)."""
+    checks the rails' MTU and addresses at every start). ``topology`` (a triangle's
+    {name, prefix_len, peer_paths}) is saved only when given."""
     params = {
         "generated_by": f"{GENERATOR} (make_params)",
         "path": str(path),
@@ -227,6 +271,16 @@ def make_params(path, node, rails, peers=(), sysfs_root="/sys", params_path=None
     }
     if mtu is not None:
         params["mtu"] = int(mtu)
+    if topology:
+        topology_env(topology)   # refuse a bad one before it is saved
+        params["topology"] = {
+            "name": str(topology.get("name")),
+            "prefix_len": int(topology.get("prefix_len")),
+            "peer_paths": [{"host": str(p.get("host", "")), "address": str(p["address"]),
+                            "interface": str(p["interface"]),
+                            "via": None if p.get("via") in (None, "") else str(p["via"])}
+                           for p in topology.get("peer_paths") or []],
+        }
     return params
 
 
