@@ -116,7 +116,7 @@ def test_day_two_plays_read_the_serving_settings_from_spark_common():
 
 def test_the_probe_layout_has_its_own_tasks_file():
     main = yaml.safe_load((COMMON / "tasks/main.yml").read_text())
-    assert [t["ansible.builtin.import_tasks"] for t in main] == ["facts.yml", "probe_layout.yml"]
+    assert [t["ansible.builtin.import_tasks"] for t in main] == ["facts.yml", "probe_layout.yml", "topology.yml"]
     assert "spark_probe_directions" not in (COMMON / "tasks/facts.yml").read_text()
     assert "spark_probe_directions:" in (COMMON / "tasks/probe_layout.yml").read_text()
 

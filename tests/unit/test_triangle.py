@@ -12,7 +12,7 @@ import jinja2
 import pytest
 import yaml
 
-from ansible.module_utils import spark_topology
+from spark_cluster.link import topology as spark_topology
 from ansible.module_utils.spark_cluster.runtime.runtime_env import build_env, make_params, params_text, render
 from ansible.module_utils.spark_cluster.runtime.inventory import validate as validate_inventory
 from ansible.module_utils.spark_cluster.link.pinning import check_pinning
@@ -469,7 +469,7 @@ def test_the_module_renders_a_triangle_and_the_pre_start_check_agrees(tmp_path, 
     import io
 
     import spark_runtime_env
-    from ansible.module_utils import spark_prestart
+    from spark_cluster.runtime import prestart as spark_prestart
     from test_discover import run_module
 
     rails, sysfs, facts, topology = _w2(tmp_path, spark_sysfs)
@@ -503,7 +503,7 @@ def test_the_module_renders_a_triangle_and_the_pre_start_check_agrees(tmp_path, 
 def _filters():
     import importlib.util
 
-    path = ROOT / "roles" / "spark_common" / "filter_plugins" / "link/topology.py"
+    path = ROOT / "roles" / "spark_common" / "filter_plugins" / "spark_topology.py"
     spec = importlib.util.spec_from_file_location("spark_topology_filters", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -68,7 +68,8 @@ SECRET_RES = (
 ROLES = ("head", "worker")
 NODE_KEYS = ("rank", "nnodes", "role", "interface", "address", "master_addr", "master_port")
 
-GENERATOR = "spark-cluster module_utils/spark_cluster/runtime/runtime_env.py"
+# As rendered before the package move: a new header would rewrite every node's env file
+GENERATOR = "spark-cluster module_utils/spark_env.py"
 
 
 def is_secret_key(key):
