@@ -345,7 +345,14 @@ def test_standin_still_completes_with_the_gauge(standin):
     system = wd.System(out=io.StringIO())
     seconds, detail = system.probe(url + "/v1/chat/completions", "k" * 40, "m", 5)
     assert seconds is not None and detail == "token"
-    _, metrics = system.http_get(url + "/metrics")
+    # The probe hangs up after its first token; the server's handler still finishes the
+    # stream (into a closed socket) and only then leaves the gauge: wait for it, bounded
+    deadline = time.monotonic() + 5
+    while True:
+        _, metrics = system.http_get(url + "/metrics")
+        if wd.metric_value(metrics, "vllm:num_requests_running") == 0.0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert wd.metric_value(metrics, "vllm:num_requests_running") == 0.0
     assert wd.metric_value(metrics, "vllm:generation_tokens_total") > 0
 
