@@ -161,7 +161,7 @@ def test_hf_cache_has_no_jit_entry_points_left():
 
 
 def test_old_jit_names_are_refused_with_the_new_ones():
-    renamed = load("roles/preflight/vars/main.yml")["__preflight_renamed"]
+    renamed = load("roles/spark_common/vars/main.yml")["spark_renamed_settings"]
     assert renamed["hf_cache_jit_mismatch"] == "jit_cache_mismatch"
     assert renamed["hf_cache_image_id"] == "jit_cache_image_id"
     for old, new in (("hf_cache_jit_dir", "jit_cache_dir"), ("hf_cache_rsync_jit_module", "jit_cache_rsync_module"),

@@ -148,8 +148,8 @@ def test_renamed_and_removed_settings_fail_with_the_rest_of_the_preflight(tmp_pa
     out = run.stdout + run.stderr
     assert run.returncode != 0, out
     assert "preflight found 4 problem(s); nothing was changed on any host" in out, out[-3000:]
-    assert "hf_cache_jit_dir (set for spark-1, spark-2) is now jit_cache_dir" in out
-    assert "serving_watchdog_join_timeout (set for spark-2) is now serving_rendezvous_guard_join_timeout" in out
-    assert "runtime_image_fork_repo (set for localhost, spark-1, spark-2) is gone" in out
+    assert "hf_cache_jit_dir is now jit_cache_dir (set for spark-1, spark-2)" in out
+    assert "serving_watchdog_join_timeout is now serving_rendezvous_guard_join_timeout (set for spark-2)" in out
+    assert "runtime_image_fork_repo is gone (set for localhost, spark-1, spark-2)" in out
     assert "spark_mtu" in out
     assert out.count("fatal: [localhost]") == 1

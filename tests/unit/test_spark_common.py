@@ -128,8 +128,8 @@ def test_spark_rails_is_declared_in_one_argument_spec():
 
 
 def test_renamed_settings_are_defined_nowhere_else():
-    preflight = yaml.safe_load((ROLES / "preflight/vars/main.yml").read_text())
-    renamed, removed = preflight["__preflight_renamed"], preflight["__preflight_removed"]
+    preflight = yaml.safe_load((ROLES / "spark_common/vars/main.yml").read_text())
+    renamed, removed = preflight["spark_renamed_settings"], preflight["spark_removed_settings"]
     defined = all_defaults()
     for old, new in renamed.items():
         assert new in defined, (old, new)
@@ -144,7 +144,7 @@ def test_renamed_settings_are_defined_nowhere_else():
 
 
 def test_the_rendezvous_guard_is_named_apart_from_the_stall_watchdog():
-    preflight = yaml.safe_load((ROLES / "preflight/vars/main.yml").read_text())["__preflight_renamed"]
+    preflight = yaml.safe_load((ROLES / "spark_common/vars/main.yml").read_text())["spark_renamed_settings"]
     serving = yaml.safe_load((ROLES / "serving/defaults/main.yml").read_text())
     for old in ("serving_watchdog", "serving_watchdog_unit", "serving_watchdog_interval", "serving_watchdog_misses",
                 "serving_watchdog_join_timeout"):
