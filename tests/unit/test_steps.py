@@ -142,8 +142,8 @@ def test_callback_in_a_real_run_writes_the_record_also_when_the_run_fails(tmp_pa
     if playbook is None:
         pytest.skip("ansible-playbook is not installed")
     (tmp_path / "play.yml").write_text(PLAYBOOK)
+    # the project's ansible.cfg enables the callback (run from elsewhere: its paths are the cfg's)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), SPARK_STEPS_DIR=str(tmp_path / "reports"),
-               ANSIBLE_CALLBACKS_ENABLED="spark_steps", ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "callback_plugins"),
                ANSIBLE_FACT_CACHING="memory", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
     proc = subprocess.run([playbook, "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"),
                            "-e", f"fail_it={fail_it}"], env=env, capture_output=True, text=True, timeout=120,
