@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..runtime.inventory import parse_rail, problem
+from ..runtime.inventory import parse_node_rails, problem
 
 SWITCH = "switch"
 TRIANGLE = "triangle"
@@ -73,24 +73,11 @@ def _parsed(order, nodes):
     """{host: [(interface, IPv4Interface)]} and the problems of parsing them."""
     problems, parsed = [], {}
     for host in order:
-        rails = (nodes.get(host) or {}).get("rails")
-        if not isinstance(rails, list) or not rails:
-            problems.append(problem(host, "spark_rails", repr(rails),
-                                    "a non-empty list of {interface, address}, one per cabled QSFP twin"))
-            continue
-        entries = []
-        for index, rail in enumerate(rails):
-            result = parse_rail(host, index, rail)
-            if isinstance(result, dict):
-                problems.append(result)
-            else:
-                entries.append(result)
-        names = [name for name, _ in entries]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            problems.append(problem(host, "spark_rails[*].interface", f"{dupes} used by more than one rail",
-                                    "one interface per rail"))
-        if len(entries) == len(rails):
+        entries, found = parse_node_rails(
+            host, (nodes.get(host) or {}).get("rails"),
+            "a non-empty list of {interface, address}, one per cabled QSFP twin")
+        problems += found
+        if entries is not None:
             parsed[host] = entries
     return parsed, problems
 

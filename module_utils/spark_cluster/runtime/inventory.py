@@ -81,28 +81,34 @@ def parse_rail(host, index, rail):
     return name, iface
 
 
+def parse_node_rails(host, rails, expected="a non-empty list of {interface, address}, one per QSFP twin"):
+    """One node's spark_rails -> ([(interface, IPv4Interface)] or None when any rail is
+    bad, problems): the list itself, each rail (parse_rail), one interface per rail."""
+    if not isinstance(rails, list) or not rails:
+        return None, [problem(host, "spark_rails", repr(rails), expected)]
+    problems, entries = [], []
+    for index, rail in enumerate(rails):
+        result = parse_rail(host, index, rail)
+        if isinstance(result, dict):
+            problems.append(result)
+        else:
+            entries.append(result)
+    names = [r.get("interface") for r in rails if isinstance(r, dict)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(problem(host, "spark_rails[*].interface", f"{dupes} used by more than one rail", "one interface per rail"))
+    return (entries if len(entries) == len(rails) else None), problems
+
+
 def check_rails(nodes):
     """nodes: {host: {"rails": [...]}} -> problems."""
     problems = []
     parsed = {}
     for host, node in nodes.items():
-        rails = node.get("rails")
-        if not isinstance(rails, list) or not rails:
-            problems.append(problem(host, "spark_rails", repr(rails), "a non-empty list of {interface, address}, one per QSFP twin"))
-            continue
-        entries = []
-        for index, rail in enumerate(rails):
-            result = parse_rail(host, index, rail)
-            if isinstance(result, dict):
-                problems.append(result)
-            else:
-                entries.append(result)
-        if len(entries) == len(rails):
+        entries, found = parse_node_rails(host, node.get("rails"))
+        problems += found
+        if entries is not None:
             parsed[host] = entries
-        names = [r.get("interface") for r in rails if isinstance(r, dict)]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            problems.append(problem(host, "spark_rails[*].interface", f"{dupes} used by more than one rail", "one interface per rail"))
 
     counts = {host: len(entries) for host, entries in parsed.items()}
     if len(set(counts.values())) > 1:
