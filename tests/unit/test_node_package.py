@@ -140,8 +140,8 @@ def test_every_node_program_runs_with_only_the_package(installed, name):
     assert foreign == set()
 
 
-def test_there_are_the_six_programs():
-    assert PROGRAMS == ["cache", "fanout", "node_check", "prestart", "rendezvous", "watchdog"]
+def test_there_are_the_seven_programs():
+    assert PROGRAMS == ["cache", "fanout", "image_stream", "node_check", "prestart", "rendezvous", "watchdog"]
 
 
 # ------------------------------------------------------------------ what the roles run
@@ -195,6 +195,8 @@ def test_the_old_layouts_removal_spares_what_else_lives_in_spark_lib_dir():
     others = set()
     for path in sorted((ROOT / "roles").rglob("*.yml")):
         others |= set(re.findall(r"spark_lib_dir\s*\}\}/([\w.-]+)", path.read_text()))
-    assert others and "spark_image_stream.py" in others
+    # every program is in the package now: nothing else a role puts in spark_lib_dir is removed
     assert set(flat) & (others | {"spark_cluster"}) == set()
+    # the image stream helper of the earlier layout (its own file, copied by runtime_image)
+    assert "spark_image_stream.py" in flat and "image_stream" in PROGRAMS
     assert all(re.fullmatch(r"spark_\w+\.py|__pycache__", name) for name in flat)

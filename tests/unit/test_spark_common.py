@@ -115,10 +115,22 @@ def test_day_two_plays_read_the_serving_settings_from_spark_common():
 
 
 def test_the_probe_layout_has_its_own_tasks_file():
-    main = yaml.safe_load((COMMON / "tasks/main.yml").read_text())
-    assert [t["ansible.builtin.import_tasks"] for t in main] == ["facts.yml", "probe_layout.yml", "topology.yml"]
+    once = yaml.safe_load((COMMON / "tasks/once.yml").read_text())
+    assert [t.get("ansible.builtin.import_tasks") for t in once] == ["facts.yml", "probe_layout.yml", "topology.yml", None]
     assert "spark_probe_directions" not in (COMMON / "tasks/facts.yml").read_text()
     assert "spark_probe_directions:" in (COMMON / "tasks/probe_layout.yml").read_text()
+
+
+def test_the_shared_facts_are_one_skipped_include_after_the_first_play():
+    """Computed once per node and run: main.yml is one include guarded by a fact that
+    once.yml sets last (a skipped include per later play, not a skipped task per fact)."""
+    main = yaml.safe_load((COMMON / "tasks/main.yml").read_text())
+    assert len(main) == 1 and main[0]["ansible.builtin.include_tasks"] == "once.yml"
+    assert "__spark_common_set is not defined" in main[0]["when"]
+    once = yaml.safe_load((COMMON / "tasks/once.yml").read_text())
+    assert once[-1]["ansible.builtin.set_fact"] == {"__spark_common_set": True}
+    for name in ("facts.yml", "probe_layout.yml", "topology.yml"):
+        assert "__spark_common_set" not in (COMMON / "tasks" / name).read_text(), name
 
 
 def test_spark_rails_is_declared_in_one_argument_spec():

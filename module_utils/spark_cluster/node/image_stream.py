@@ -1,12 +1,12 @@
-#!/usr/bin/env python3
-"""Stream a Docker image from one node to another over the QSFP link (stdlib only).
+"""Stream a Docker image from one node to another over the QSFP link (stdlib only), as a
+program: ``python3 -m spark_cluster.node.image_stream recv|send ...``.
 
 No SSH between nodes: the receiving node runs a one-shot receiver bound to its rail-0
 address that accepts one connection, only from the sender's address, and pipes it into
 ``docker load``; the sending node pipes ``docker save`` into that connection.
 
-    spark_image_stream.py recv --bind 192.168.100.11 --port 29610 --allow 192.168.100.10
-    spark_image_stream.py send --image vllm-dspark-runtime:clean \
+    python3 -m spark_cluster.node.image_stream recv --bind 192.168.100.11 --port 29610 --allow 192.168.100.10
+    python3 -m spark_cluster.node.image_stream send --image vllm-dspark-runtime:clean \
         --to 192.168.100.11 --port 29610 --bind 192.168.100.10
 
 Exit 0 when the whole stream went through and ``docker load`` succeeded.
