@@ -318,7 +318,10 @@ def noop_markdown(noop):
     lines.append("| median | " + " | ".join(f"**{_num(sums[s]['seconds'], '{:.1f}')}** | {_num(sums[s]['changed'], '{:g}')} | "
                                               f"{_num(sums[s]['task_entries'], '{:g}')}" for s in sides) + " |")
     target_name = f"{target} s ({noop['nodes']} nodes)" if target is not None else f"none for {noop['nodes']} nodes"
-    lines.append(f"| target: {target_name} | " + " | ".join(" | ".join([verdict(sums[s]["seconds"], target), "", ""]) for s in sides) + " |")
+    verdicts = {s: verdict(sums[s]["seconds"], target) + (f"; {sums[s]['rounds'] - sums[s]['good_rounds']} of {sums[s]['rounds']} "
+                                                          "rounds failed" if sums[s]["good_rounds"] < sums[s]["rounds"] else "")
+                for s in sides}
+    lines.append(f"| target: {target_name} | " + " | ".join(" | ".join([verdicts[s], "", ""]) for s in sides) + " |")
     lines.append("")
     loads = "; ".join(f"{s} {r['round']}: {r['load_before']} / {r['load_after']}"
                       for r_s in zip(*(noop[s]["runs"] for s in sides)) for s, r in zip(sides, r_s))
@@ -338,13 +341,14 @@ def noop_markdown(noop):
     for role, values in rows:
         cells = [_num(v, "{:.2f}") for v in values]
         if len(sides) == 2:
-            cells.append("-" if None in values else f"{values[1] - values[0]:+.2f}")
+            # a role that did not run on one side counts 0 s there
+            cells.append("-" if values == [None, None] else f"{(values[1] or 0.0) - (values[0] or 0.0):+.2f}")
         lines.append(f"| {role} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def git(*args, cwd=ROOT, check=True):
-    run = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def git(*args, cwd=None, check=True):
+    run = subprocess.run(["git", *args], cwd=cwd or ROOT, capture_output=True, text=True)
     if check and run.returncode:
         raise SystemExit(f"git {' '.join(args)}: {run.stderr.strip()}")
     return run.stdout.strip() if run.returncode == 0 else None
@@ -474,6 +478,10 @@ def noop_site(inventory="inventory/lab", baseline=None, rounds=2):
     for n in range(1, rounds + 1):
         for label, tree in sides:
             noop[label]["runs"].append(noop_run(tree, inventory_path(tree, inventory), label, n))
+    for label, _ in sides:
+        mid = summary(noop[label]["runs"])["seconds"]
+        print(f"no-op site.yml, {label} ({noop[label]['ref']}), median of {rounds}: "
+              f"{'-' if mid is None else f'{mid:.0f} s'}; target {verdict(mid, noop['target_s'])}", flush=True)
     return noop
 
 
@@ -522,7 +530,7 @@ def two_nodes(r, size_gb):
 
 
 def arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-gb", type=float, default=2.0, help="the lab model's size for the fan-out (GB)")
     parser.add_argument("--no-site", action="store_true", help="skip the no-op site.yml")
     parser.add_argument("--inventory", default="inventory/lab",

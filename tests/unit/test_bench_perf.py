@@ -3,6 +3,7 @@ reads the no-op site.yml's output (recap, every task, seconds per role) into the
 report of the current tree and a baseline commit."""
 import importlib.util
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -197,7 +198,14 @@ def test_two_nodes_name_the_60_s_target_and_a_failed_round_shows_its_rc():
                                           nodes=2, inventory="inventory/lab"))
     assert "2 lab nodes (inventory `inventory/lab`)" in text
     assert "| 2 | 65.0 (rc 4) | 0 | 365 | 59.0 | 0 | 365 |" in text
-    assert "| target: 60 s (2 nodes) | not met (70 s) |  |  | met (58 s) |  |  |" in text
+    assert "| target: 60 s (2 nodes) | not met (70 s); 1 of 2 rounds failed |  |  | met (58 s) |  |  |" in text
+
+
+def test_a_role_that_ran_on_one_side_only_counts_its_full_seconds_as_the_difference():
+    base = [_run(1, 100.0, roles={"serving": 10.0, "old_role": 4.0})]
+    cur = [_run(1, 90.0, roles={"serving": 10.0, "new_role": 2.5})]
+    lines = bench_perf.noop_markdown(_noop(base, cur)).splitlines()
+    assert "| old_role | 4.00 | - | -4.00 |" in lines and "| new_role | - | 2.50 | +2.50 |" in lines
 
 
 def test_without_a_baseline_only_the_current_tree_is_shown():
@@ -289,3 +297,78 @@ def test_the_baseline_gets_the_lab_cache_files(tmp_path, monkeypatch):
     bench_perf.seed_baseline_cache(tree)
     assert sorted(p.name for p in (tree / ".cache").iterdir()) == ["facts", "lab-api-key", "lab-runtime-image.ref"]
     assert (tree / ".cache" / "lab-api-key").read_text() == "k" and (tree / ".cache" / "facts" / "spark-head").exists()
+
+
+def test_a_section_starts_at_its_banner_only():
+    text = ("TASK [Say where timings are] ***\nok: [a] => msg: see the TASKS RECAP below ---- 9.99s\n\n"
+            "TASKS RECAP ****\n==== \nreal task ---- 0.50s\n\nROLES RECAP ****\nrole ---- 0.50s\n")
+    assert bench_perf.section(text, "TASKS RECAP") == ["====", "real task ---- 0.50s", ""]
+    assert bench_perf.parse_tasks(text) == [("real task", 0.5)]
+    assert bench_perf.section(text, "PLAY RECAP") == []
+
+
+def _repo(tmp_path):
+    """A small git repository shaped like this one: site.yml, ansible.cfg, inventory/lab3."""
+    root = tmp_path / "repo"
+    (root / "inventory" / "lab3").mkdir(parents=True)
+    (root / "site.yml").write_text("---\n")
+    (root / "ansible.cfg").write_text("[defaults]\n")
+    (root / "inventory" / "lab3" / "hosts.yml").write_text("spark: {}\n")
+    (root / ".gitignore").write_text(".cache/\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "one"]):
+        subprocess.run(git + args, cwd=root, check=True)
+    return root, git
+
+
+def test_the_baseline_worktree_is_made_once_and_reused_only_as_committed(tmp_path, monkeypatch):
+    root, git = _repo(tmp_path)
+    monkeypatch.setattr(bench_perf, "ROOT", root)
+    sha, short, tree = bench_perf.baseline_tree("HEAD")
+    assert tree == root / ".cache" / "bench-baseline" / short and (tree / "site.yml").exists()
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip() == sha
+    assert bench_perf.baseline_tree("HEAD") == (sha, short, tree)  # reused
+    (tree / "site.yml").write_text("changed\n")
+    with pytest.raises(SystemExit, match="has changes"):
+        bench_perf.baseline_tree("HEAD")
+    subprocess.run(git + ["worktree", "remove", "--force", str(tree)], cwd=root, check=True)
+    tree.mkdir(parents=True)  # a plain folder there: git would answer for the outer repository
+    with pytest.raises(SystemExit, match="not a worktree"):
+        bench_perf.baseline_tree("HEAD")
+
+
+def test_noop_site_runs_the_trees_in_turns_with_every_timing_on(tmp_path, monkeypatch):
+    """The orchestration with stand-ins for ansible-playbook and ansible-inventory: each
+    round runs the baseline then the current tree, each from its own folder with its own
+    ansible.cfg and inventory, profile_roles on and every task listed; logs kept apart."""
+    root, _ = _repo(tmp_path)
+    (root / ".cache").mkdir()
+    (root / ".cache" / "lab-api-key").write_text("key")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fixture = ROOT / "tests" / "unit" / "fixtures" / "bench_perf" / "noop-site-2nodes.log"
+    (bin_dir / "ansible-playbook").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$PWD|$ANSIBLE_CONFIG|$ANSIBLE_CALLBACKS_ENABLED|$PROFILE_TASKS_TASK_OUTPUT_LIMIT|$2|$(cat .cache/lab-api-key)\" >> {calls}\n"
+        f"cat {fixture}\n")
+    (bin_dir / "ansible-inventory").write_text(
+        "#!/bin/sh\necho '{\"spark\": {\"children\": [\"h\", \"w\"]}, \"h\": {\"hosts\": [\"a\"]}, \"w\": {\"hosts\": [\"b\", \"c\"]}}'\n")
+    for name in ("ansible-playbook", "ansible-inventory"):
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setattr(bench_perf, "ROOT", root)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    noop = bench_perf.noop_site("inventory/lab3", baseline="HEAD", rounds=2)
+    tree = root / noop["baseline"]["tree"]
+    assert noop["nodes"] == 3 and noop["target_s"] == 75 and noop["hosts"] == ["a", "b", "c"]
+    seen = [line.split("|") for line in calls.read_text().splitlines()]
+    assert [pathlib.Path(s[0]) for s in seen] == [tree, root, tree, root]  # baseline, current, baseline, current
+    assert [pathlib.Path(s[1]) for s in seen] == [tree / "ansible.cfg", root / "ansible.cfg"] * 2
+    assert [pathlib.Path(s[4]) for s in seen] == [tree / "inventory" / "lab3", root / "inventory" / "lab3"] * 2
+    assert all("ansible.posix.profile_roles" in s[2] and s[3] == "all" and s[5] == "key" for s in seen)
+    assert [r["round"] for r in noop["baseline"]["runs"]] == [1, 2] and len(noop["current"]["runs"]) == 2
+    run = noop["current"]["runs"][1]
+    assert run["rc"] == 0 and run["changed"] == 0 and run["task_entries"] == 40 and run["roles"]["serving"] == 12.02
+    assert run["log"] == ".cache/bench-noop-current-2.log" and (root / run["log"]).read_text() == fixture.read_text()
+    assert (root / ".cache" / "bench-noop-baseline-1.log").exists()
+    assert noop["current"]["ref"] == noop["baseline"]["ref"]  # HEAD, nothing uncommitted
