@@ -8,6 +8,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 LAB_INVENTORY ?= inventory/lab
+# options of scripts/bench_perf.py for `make bench` (--help lists them)
+BENCH_ARGS ?=
 DAY_TWO := status.yml start.yml stop.yml restart.yml diagnose.yml teardown.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -93,5 +95,5 @@ clean: lab-down ## lab down and remove the venv
 bench-link: venv ## benchmark: validate-link duration and TCP vs hand-run iperf3 (lab up) -> docs/link-benchmark.md
 	$(BIN)/python scripts/bench_link.py
 
-bench: venv ## benchmark: iperf3 (rail 0, both rails), weights fan-out, image ship, no-op site.yml (lab up) -> docs/performance.md
-	$(BIN)/python scripts/bench_perf.py
+bench: venv ## benchmark: iperf3 (rail 0, both rails), weights fan-out, image ship, no-op site.yml (lab up) -> docs/performance.md; BENCH_ARGS="--noop-only --baseline REF --inventory inventory/lab3 --rounds 2": the no-op site.yml alone, this tree and commit REF in turns
+	$(BIN)/python scripts/bench_perf.py $(BENCH_ARGS)

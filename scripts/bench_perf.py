@@ -6,10 +6,14 @@ one lab run, since this machine is noisy.
 - the weights fan-out of a >= 2 GB lab model (seeded on the head): one plain rsync (the
   pull before), spark_cluster.node.fanout with 4 streams on rail 0 (the role's pull), and on both rails;
 - the image ship (docker save | the project's stream helper over rail 0 | docker load);
-- a no-op site.yml (wall time, changed count, the slowest tasks).
+- a no-op site.yml (wall time, changed count, task entries, seconds per role, the slowest
+  tasks), --rounds times; with --baseline REF also the site.yml of commit REF (a detached
+  worktree under .cache/bench-baseline/), the two trees in turns so both see the same load.
 
 Run with the lab up and provisioned (`make lab`):  make bench
-Writes docs/performance.md (and reports/performance-latest.json).
+  make bench BENCH_ARGS="--noop-only --baseline b6a3cd0 --inventory inventory/lab3"
+(--noop-only, or any inventory but inventory/lab, measures only the no-op site.yml: the
+other parts are two-node.) Writes docs/performance.md (and reports/performance-latest.json).
 """
 
 import argparse
@@ -18,6 +22,8 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -164,40 +170,350 @@ def image_ship():
             "gzip_bytes": gz_bytes, "gzip_s": gzip_s, "load_s": load_s}
 
 
-def noop_site():
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+# The no-op site.yml: the current tree, and with --baseline an earlier commit's tree, run in
+# turns (baseline, current, baseline, current ...) so both see the same machine load. Every
+# task and every role is timed: profile_tasks lists all tasks, profile_roles sums per role.
+CALLBACKS = "ansible.posix.profile_tasks,ansible.posix.timer,spark_steps,ansible.posix.profile_roles"
+# the targets of a no-op site.yml, by the number of lab nodes (docs/performance.md)
+NOOP_TARGETS_S = {2: 60, 3: 75}
+# a callback's section: `TITLE ****...`; play and task banners carry brackets, so never match
+BANNER = re.compile(r"^[A-Z][A-Z ]*[A-Z] \*+\s*$")
+# a profile_tasks or profile_roles line: `name ------- 0.05s` (a long name leaves fewer dashes)
+TIMING = re.compile(r"^(.+?) -+ (\d+\.\d+)s$")
+
+
+def section(text, title):
+    """The lines of the callback section `title` (`PLAY RECAP`, `TASKS RECAP`, `ROLES RECAP`),
+    up to the next section banner; [] where the output has none."""
+    lines, found = [], False
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not found:
+            found = line.startswith(title + " *") and bool(BANNER.match(line))
+        elif BANNER.match(line):
+            break
+        else:
+            lines.append(line)
+    return lines
+
+
+def parse_recap(text):
+    """PLAY RECAP, per host: {host: {"ok": 185, "changed": 0, "skipped": 152, ...}}."""
+    hosts = {}
+    for line in section(text, "PLAY RECAP"):
+        found = re.match(r"^(\S+)\s+:\s+(.*)$", line)
+        counts = re.findall(r"(\w+)=(\d+)", found.group(2)) if found else []
+        if counts:
+            hosts[found.group(1)] = {k: int(v) for k, v in counts}
+    return hosts
+
+
+def timings(lines):
+    """(name, seconds) of each `name ---- 1.23s` line, in the order listed."""
+    return [(m.group(1).strip(), float(m.group(2))) for m in map(TIMING.match, lines) if m]
+
+
+def parse_tasks(text):
+    """profile_tasks' TASKS RECAP: every (task, seconds) it lists (all of them with
+    PROFILE_TASKS_TASK_OUTPUT_LIMIT=all), in its order."""
+    return timings(section(text, "TASKS RECAP"))
+
+
+def parse_roles(text):
+    """profile_roles' ROLES RECAP: ({role: seconds}, total seconds or None)."""
+    roles = dict(timings(section(text, "ROLES RECAP")))
+    return roles, roles.pop("total", None)
+
+
+def slowest(tasks, count=8):
+    return sorted(tasks, key=lambda t: -t[1])[:count]
+
+
+def parse_run(text):
+    """What one no-op run's output says: changed (summed over hosts), the recap per host,
+    the task entries profile_tasks timed, the task banners shown (a task skipped on every
+    host shows none: display_skipped_hosts is off), seconds per role, the slowest tasks."""
+    hosts, tasks = parse_recap(text), parse_tasks(text)
+    roles, roles_total = parse_roles(text)
+    return {"changed": sum(h.get("changed", 0) for h in hosts.values()) if hosts else None,
+            "hosts": hosts, "task_entries": len(tasks), "tasks": len(re.findall(r"^TASK \[", text, re.M)),
+            "roles": roles, "roles_total": roles_total, "slowest": slowest(tasks)}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def noop_target(nodes):
+    """The no-op site.yml target in seconds for this many lab nodes, or None (no target)."""
+    return NOOP_TARGETS_S.get(nodes)
+
+
+def group_hosts(listing, group="spark"):
+    """The hosts of `group` and of its children, from `ansible-inventory --list` output."""
+    seen, hosts, todo = set(), [], [group]
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        entry = listing.get(name, {})
+        hosts += [h for h in entry.get("hosts", []) if h not in hosts]
+        todo += entry.get("children", [])
+    return hosts
+
+
+def summary(runs):
+    """The medians of one side's rounds (rounds with rc 0 only; a failed round's time says
+    nothing): seconds, changed, task entries, seconds per role (a role absent from a round
+    counts 0 s there), ok/skipped per host."""
+    good = [r for r in runs if r["rc"] == 0]
+    roles = sorted({role for r in good for role in r["roles"]})
+    hosts = sorted({h for r in good for h in r["hosts"]})
+    return {"rounds": len(runs), "good_rounds": len(good),
+            "seconds": median(r["seconds"] for r in good), "changed": median(r["changed"] for r in good),
+            "task_entries": median(r["task_entries"] for r in good),
+            "roles": {role: median(r["roles"].get(role, 0.0) for r in good) for role in roles},
+            "roles_total": median(r["roles_total"] for r in good),
+            "hosts": {h: {k: median(r["hosts"].get(h, {}).get(k) for r in good) for k in ("ok", "skipped")}
+                      for h in hosts}}
+
+
+def verdict(seconds, target):
+    if target is None:
+        return "no target"
+    if seconds is None:
+        return "no round ended with rc 0"
+    return f"{'met' if seconds <= target else 'not met'} ({seconds:.0f} s)"
+
+
+def _num(value, fmt="{:.0f}"):
+    return "-" if value is None else fmt.format(value)
+
+
+def noop_markdown(noop):
+    """The side-by-side Markdown of the no-op site.yml: each round and the median, baseline
+    vs current (seconds, changed, task entries), the target by node count, met or not; then
+    the median seconds per role of each side and their difference."""
+    sides = [s for s in ("baseline", "current") if noop.get(s)]
+    names = {s: f"{s} `{noop[s]['ref']}`" for s in sides}
+    target = noop.get("target_s")
+    rounds = max(len(noop[s]["runs"]) for s in sides)
+    lines = [f"#### No-op `site.yml`, {noop['nodes']} lab nodes (inventory `{noop['inventory']}`)", "",
+             "| round | " + " | ".join(f"{names[s]}: s | changed | task entries" for s in sides) + " |",
+             "|---|" + "---:|---:|---:|" * len(sides)]
+    for i in range(rounds):
+        cells = []
+        for s in sides:
+            runs = noop[s]["runs"]
+            if i < len(runs):
+                r = runs[i]
+                secs = f"{r['seconds']:.1f}" + (f" (rc {r['rc']})" if r["rc"] else "")
+                cells += [secs, _num(r["changed"]), _num(r["task_entries"])]
+            else:
+                cells += ["-", "-", "-"]
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    sums = {s: summary(noop[s]["runs"]) for s in sides}
+    lines.append("| median | " + " | ".join(f"**{_num(sums[s]['seconds'], '{:.1f}')}** | {_num(sums[s]['changed'], '{:g}')} | "
+                                              f"{_num(sums[s]['task_entries'], '{:g}')}" for s in sides) + " |")
+    target_name = f"{target} s ({noop['nodes']} nodes)" if target is not None else f"none for {noop['nodes']} nodes"
+    verdicts = {s: verdict(sums[s]["seconds"], target) + (f"; {sums[s]['rounds'] - sums[s]['good_rounds']} of {sums[s]['rounds']} "
+                                                          "rounds failed" if sums[s]["good_rounds"] < sums[s]["rounds"] else "")
+                for s in sides}
+    lines.append(f"| target: {target_name} | " + " | ".join(" | ".join([verdicts[s], "", ""]) for s in sides) + " |")
+    lines.append("")
+    loads = "; ".join(f"{s} {r['round']}: {r['load_before']} / {r['load_after']}"
+                      for r_s in zip(*(noop[s]["runs"] for s in sides)) for s, r in zip(sides, r_s))
+    lines.append(f"Load average before / after each run: {loads}. Medians count the rounds that ended with rc 0; "
+                 "`changed` above 0 on a side means its tree and the lab's state differ (after the baseline's run the "
+                 "current one puts its own configuration back, and the other way round).")
+    hosts = "; ".join(f"{s} " + ", ".join(f"{h} {_num(c['ok'], '{:g}')}/{_num(c['skipped'], '{:g}')}"
+                                          for h, c in sums[s]["hosts"].items()) for s in sides)
+    lines += ["", f"ok / skipped per host (median): {hosts}."]
+    roles = sorted({role for s in sides for role in sums[s]["roles"]},
+                   key=lambda role: -max(sums[s]["roles"].get(role) or 0.0 for s in sides))
+    lines += ["", f"#### Where the no-op's seconds go, per role (median of the rounds, `ansible.posix.profile_roles`)", "",
+              "| role | " + " | ".join(f"{names[s]} s" for s in sides) + (" | current - baseline s |" if len(sides) == 2 else " |"),
+              "|---|" + "---:|" * (len(sides) + (len(sides) == 2))]
+    rows = [(role, [sums[s]["roles"].get(role) for s in sides]) for role in roles]
+    rows.append(("**total**", [sums[s]["roles_total"] for s in sides]))
+    for role, values in rows:
+        cells = [_num(v, "{:.2f}") for v in values]
+        if len(sides) == 2:
+            # a role that did not run on one side counts 0 s there
+            cells.append("-" if values == [None, None] else f"{(values[1] or 0.0) - (values[0] or 0.0):+.2f}")
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def git(*args, cwd=None, check=True):
+    run = subprocess.run(["git", *args], cwd=cwd or ROOT, capture_output=True, text=True)
+    if check and run.returncode:
+        raise SystemExit(f"git {' '.join(args)}: {run.stderr.strip()}")
+    return run.stdout.strip() if run.returncode == 0 else None
+
+
+def inventory_path(tree, inventory):
+    """The inventory in `tree`: the same path relative to the repository as in ROOT."""
+    inventory = pathlib.Path(inventory)
+    path = inventory if inventory.is_absolute() else ROOT / inventory
+    try:
+        return tree / path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path  # outside the repository: the same inventory for both trees
+
+
+def option_problems(args):
+    """Every problem with the options, at once (before anything runs)."""
+    problems = []
+    if args.rounds < 1:
+        problems.append(f"--rounds {args.rounds}: at least 1")
+    inventory = inventory_path(ROOT, args.inventory)
+    if not inventory.exists():
+        problems.append(f"--inventory {args.inventory}: {inventory} does not exist")
+    if args.no_site and (args.noop_only or args.baseline):
+        problems.append("--no-site skips the no-op site.yml that --noop-only and --baseline measure")
+    if args.no_site and inventory.resolve() != (ROOT / "inventory" / "lab").resolve():
+        problems.append(f"--no-site with --inventory {args.inventory}: nothing left to measure (the rest of the bench is two-node, inventory/lab only)")
+    if args.baseline:
+        sha = git("rev-parse", "--verify", "--quiet", f"{args.baseline}^{{commit}}", check=False)
+        if not sha:
+            problems.append(f"--baseline {args.baseline}: not a commit of this repository")
+        else:
+            for path in ("site.yml", "ansible.cfg", str(inventory_path(pathlib.Path(), args.inventory))):
+                if not pathlib.Path(path).is_absolute() and git("cat-file", "-e", f"{sha}:{path}", check=False) is None:
+                    problems.append(f"--baseline {args.baseline}: has no {path}")
+    return problems
+
+
+def baseline_tree(ref):
+    """A detached worktree of `ref` under .cache/bench-baseline/<short sha>, made once and
+    reused while it stays at that commit, unchanged. Returns (sha, short sha, path)."""
+    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    short = git("rev-parse", "--short", sha)
+    path = ROOT / ".cache" / "bench-baseline" / short
+    if path.exists():
+        # a plain folder here would answer for ROOT's own repository: ask for its top level
+        top = git("rev-parse", "--show-toplevel", cwd=path, check=False)
+        if top is None or pathlib.Path(top).resolve() != path.resolve() or git("rev-parse", "HEAD", cwd=path) != sha:
+            raise SystemExit(f"{path} exists but is not a worktree at {ref} ({sha}): remove it "
+                             f"(git worktree remove --force {path}, or rm -r it and git worktree prune)")
+        if git("status", "--porcelain", "--untracked-files=no", cwd=path):
+            raise SystemExit(f"{path}: the baseline's worktree has changes; it must be {ref} as committed "
+                             f"(git -C {path} checkout -- .)")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git("worktree", "add", "--detach", str(path), sha)
+    return sha, short, path
+
+
+def seed_baseline_cache(tree):
+    """The baseline tree has no .cache/ of its own, but the lab inventory's group_vars read
+    files there through lookups relative to the inventory's folder
+    (inventory/lab/group_vars/spark/security.yml: .cache/lab-api-key; serving.yml:
+    .cache/lab-runtime-image.ref), so the current tree's .cache/lab-* are copied into it
+    before each bench. So are its cached facts (.cache/facts: the fact cache lies beside
+    ansible.cfg, gathering is smart), so that the baseline's first round does not gather the
+    facts the current tree's finds cached."""
+    source, dest = ROOT / ".cache", tree / ".cache"
+    dest.mkdir(exist_ok=True)
+    for path in sorted(source.glob("lab-*")):
+        if path.is_dir():
+            shutil.copytree(path, dest / path.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, dest / path.name)
+    if (source / "facts").is_dir():
+        shutil.rmtree(dest / "facts", ignore_errors=True)
+        shutil.copytree(source / "facts", dest / "facts")
+
+
+def inventory_nodes(inventory):
+    """The hosts of group spark in the inventory, as ansible-inventory reads it."""
+    binary = pathlib.Path(sys.executable).with_name("ansible-inventory")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    run = subprocess.run([str(binary), "-i", str(inventory), "--list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"ansible-inventory -i {inventory} --list: {run.stderr.strip()}")
+    return group_hosts(json.loads(run.stdout))
+
+
+def noop_run(tree, inventory, label, round_no):
+    """One no-op site.yml from `tree` (its ansible.cfg, the venv's ansible-playbook), every
+    task and role timed; its full log in .cache/bench-noop-<label>-<round>.log."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(tree / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACKS_ENABLED=CALLBACKS, PROFILE_TASKS_TASK_OUTPUT_LIMIT="all",
+               PROFILE_TASKS_SORT_ORDER="descending")
     playbook = pathlib.Path(sys.executable).with_name("ansible-playbook")
-    t0 = time.monotonic()
-    run = subprocess.run([str(playbook), "-i", str(ROOT / "inventory" / "lab"), str(ROOT / "site.yml")],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - t0
-    (ROOT / ".cache").mkdir(exist_ok=True)
-    (ROOT / ".cache" / "bench-noop-site.log").write_text(run.stdout + run.stderr)
-    changed = sum(int(c) for c in re.findall(r"changed=(\d+)", run.stdout))
-    slow = re.findall(r"^(.+?) -{2,} ([\d.]+)s$", run.stdout, re.M)[:8]
-    tasks = len(re.findall(r"^TASK \[", run.stdout, re.M))
-    return {"seconds": seconds, "rc": run.returncode, "changed": changed, "tasks": tasks,
-            "slowest": [(n.strip(), float(s)) for n, s in slow]}
+    before, t0 = load(), time.monotonic()
+    run = subprocess.run([str(playbook), "-i", str(inventory), str(tree / "site.yml")],
+                         cwd=tree, env=env, capture_output=True, text=True)
+    seconds, after = time.monotonic() - t0, load()
+    log = ROOT / ".cache" / f"bench-noop-{label}-{round_no}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(run.stdout + run.stderr)
+    result = {"round": round_no, "seconds": seconds, "rc": run.returncode, "load_before": before, "load_after": after,
+              "log": str(log.relative_to(ROOT)), **parse_run(run.stdout)}
+    print(f"no-op site.yml, {label} round {round_no}: {seconds:.0f} s, rc {run.returncode}, changed={result['changed']}, "
+          f"{result['task_entries']} task entries (log {result['log']})", flush=True)
+    return result
+
+
+def current_ref():
+    ref = git("rev-parse", "--short", "HEAD")
+    return ref + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def noop_site(inventory="inventory/lab", baseline=None, rounds=2):
+    """The no-op site.yml, `rounds` times, interleaved with the baseline's when one is given."""
+    nodes = inventory_nodes(inventory_path(ROOT, inventory))
+    noop = {"inventory": str(inventory), "nodes": len(nodes), "hosts": nodes, "target_s": noop_target(len(nodes)),
+            "current": {"ref": current_ref(), "runs": []}, "baseline": None}
+    sides = [("current", ROOT)]
+    if baseline:
+        sha, short, tree = baseline_tree(baseline)
+        seed_baseline_cache(tree)
+        noop["baseline"] = {"ref": short, "sha": sha, "given": baseline, "tree": str(tree.relative_to(ROOT)), "runs": []}
+        sides.insert(0, ("baseline", tree))
+    for n in range(1, rounds + 1):
+        for label, tree in sides:
+            noop[label]["runs"].append(noop_run(tree, inventory_path(tree, inventory), label, n))
+    for label, _ in sides:
+        mid = summary(noop[label]["runs"])["seconds"]
+        print(f"no-op site.yml, {label} ({noop[label]['ref']}), median of {rounds}: "
+              f"{'-' if mid is None else f'{mid:.0f} s'}; target {verdict(mid, noop['target_s'])}", flush=True)
+    return noop
+
+
+def noop_compat(noop):
+    """The current tree's figures in the shape the full bench's tables read: the median's
+    seconds, the worst rc, the most changed, and the run nearest the median's tasks."""
+    runs = noop["current"]["runs"]
+    mid = summary(runs)["seconds"]
+    near = min(runs, key=lambda r: abs(r["seconds"] - mid) if mid is not None else 0)
+    return {"seconds": mid if mid is not None else near["seconds"], "rc": max(r["rc"] for r in runs),
+            "changed": max((r["changed"] or 0) for r in runs), "tasks": near["tasks"], "slowest": near["slowest"]}
 
 
 def load():
     return open("/proc/loadavg").read().split()[0]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size-gb", type=float, default=2.0)
-    parser.add_argument("--no-site", action="store_true", help="skip the no-op site.yml")
-    args = parser.parse_args()
-    r = {"when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cores": os.cpu_count(), "load": [load()]}
-    if not args.no_site:
-        r["noop_site"] = noop_site()
-        print(f"no-op site.yml: {r['noop_site']['seconds']:.0f} s, changed={r['noop_site']['changed']}", flush=True)
-    r["load"].append(load())
+def two_node_skip(args):
+    """Why the two-node parts (iperf3, fan-out, image ship) are skipped, or None."""
+    if args.noop_only:
+        return "--noop-only"
+    if inventory_path(ROOT, args.inventory).resolve() != (ROOT / "inventory" / "lab").resolve():
+        return f"--inventory {args.inventory}: iperf3, the fan-out and the image ship measure the two-node inventory/lab only"
+    return None
+
+
+def two_nodes(r, size_gb):
+    """iperf3 on rail 0 and both rails, the weights fan-out, the CPU ceilings, the image ship."""
     try:
         r["iperf_rail0"] = iperf(RAILS[:1])
         r["iperf_both"] = iperf(RAILS)
-        r["model_bytes"] = seed(args.size_gb)
+        r["model_bytes"] = seed(size_gb)
         r["fanout_1"] = fan_out(1)
         r["fanout_4"] = fan_out(4)
         r["cpu"] = cpu_ceilings()
@@ -211,11 +527,44 @@ def main():
     finally:
         r["load"].append(load())
         sh(HEAD, f"rm -rf {HUB}/{BENCH_DIR}", check=False)
+
+
+def arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-gb", type=float, default=2.0, help="the lab model's size for the fan-out (GB)")
+    parser.add_argument("--no-site", action="store_true", help="skip the no-op site.yml")
+    parser.add_argument("--inventory", default="inventory/lab",
+                        help="the inventory of the no-op site.yml (default inventory/lab); any other skips the two-node parts")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="a commit to run the no-op site.yml of too, in turns with the current tree's")
+    parser.add_argument("--rounds", type=int, default=2, help="no-op site.yml runs per tree (default 2)")
+    parser.add_argument("--noop-only", action="store_true", help="only the no-op site.yml: skip iperf3, fan-out, image ship")
+    return parser.parse_args(argv)
+
+
+def main():
+    args = arguments()
+    problems = option_problems(args)
+    if problems:
+        raise SystemExit("bench_perf.py: nothing was run:\n" + "\n".join(f"- {p}" for p in problems))
+    skip = two_node_skip(args)
+    if skip:
+        print(f"iperf3, weights fan-out and image ship skipped ({skip})", flush=True)
+    r = {"when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cores": os.cpu_count(), "load": [load()],
+         "options": " ".join(sys.argv[1:]), "skipped": skip}
+    try:
+        if not args.no_site:
+            r["noop"] = noop_site(args.inventory, args.baseline, args.rounds)
+            r["noop_site"] = noop_compat(r["noop"])
+        r["load"].append(load())
+        if not skip:
+            two_nodes(r, args.size_gb)
+    finally:
         (ROOT / "reports").mkdir(exist_ok=True)
         (ROOT / "reports" / "performance-latest.json").write_text(json.dumps(r, indent=2) + "\n")
     doc = ROOT / "docs" / "performance.md"
     doc.write_text(document(render(r), doc.read_text() if doc.exists() else ""))
-    print((ROOT / "docs" / "performance.md").read_text())
+    print(doc.read_text())
 
 
 # docs/performance.md is a dated log, newest first: a hand-written head (title, what is true
@@ -248,7 +597,32 @@ def gbps(nbytes, seconds):
     return nbytes * 8 / seconds / 1e9
 
 
+def render_noop_only(r):
+    """A run that measured the no-op site.yml alone (--noop-only, or an inventory other than
+    the two-node lab)."""
+    noop = r["noop"]
+    against = f"baseline `{noop['baseline']['ref']}` vs current" if noop.get("baseline") else "current tree"
+    lines = [
+        f"### {r['when']}: no-op site.yml on {noop['nodes']} lab nodes, {against} (lab figures, side by side)",
+        "",
+        f"Written by `make bench` (scripts/bench_perf.py {r.get('options', '')}".rstrip() + f") on {r['when']}: {r['cores']} cores, "
+        f"load average {' / '.join(r['load'])} (start / end). Only the no-op `site.yml` was measured "
+        f"(iperf3, fan-out and image ship skipped: {r.get('skipped')}); the trees ran in turns, so both saw the same load.",
+        "",
+        noop_markdown(noop).rstrip(),
+        "",
+        "#### The current tree's slowest tasks (its round nearest the median)",
+        "",
+        "| task | s |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {s:.1f} |" for name, s in r["noop_site"]["slowest"]]
+    return "\n".join(lines) + "\n"
+
+
 def render(r):
+    if "iperf_rail0" not in r:
+        return render_noop_only(r)
     iperf0 = (r["iperf_rail0"] + r["iperf_rail0_after"]) / 2
     f1s, f1b, f1x = r["fanout_1"]
     f4s, f4b, f4x = r["fanout_4"]
@@ -333,6 +707,8 @@ def render(r):
                 "files on the controller and hand them to one `spark_node_files` call), not faster ones.",
                 "On real Sparks the ssh connection with ControlPersist and pipelining costs less per task.",
             ]
+    if "noop" in r:
+        lines += ["", noop_markdown(r["noop"]).rstrip()]
     return "\n".join(lines) + "\n"
 
 
