@@ -140,7 +140,7 @@ def cpu_ceilings():
 
 
 def image_ship():
-    """docker save | spark_image_stream.py over rail 0 | docker load (the role's path; the
+    """docker save | python3 -m spark_cluster.node.image_stream over rail 0 | docker load (the role's path; the
     image is already on the worker, so docker load reads the stream and keeps its layers)."""
     image = runtime_image()
     size = int(sh(HEAD, f"docker image inspect --format '{{{{.Size}}}}' {image}"))
@@ -150,11 +150,11 @@ def image_ship():
     tar_bytes = int(sh(HEAD, "cat /tmp/bench-save-bytes"))
     head_ip, worker_ip, _ = RAILS[0]
     port = 29610
-    recv = subprocess.Popen(["docker", "exec", WORKER, "python3", f"{LIB}/spark_image_stream.py", "recv", "--bind", worker_ip,
+    recv = subprocess.Popen(["docker", "exec", "-e", f"PYTHONPATH={LIB}", WORKER, "python3", "-m", "spark_cluster.node.image_stream", "recv", "--bind", worker_ip,
                              "--port", str(port), "--allow", head_ip, "--timeout", "600"], stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     t0 = time.monotonic()
-    sh(HEAD, f"python3 {LIB}/spark_image_stream.py send --image {image} --to {worker_ip} --port {port} --bind {head_ip} --timeout 600")
+    sh(HEAD, f"PYTHONPATH={LIB} python3 -m spark_cluster.node.image_stream send --image {image} --to {worker_ip} --port {port} --bind {head_ip} --timeout 600")
     recv.wait(timeout=900)
     ship_s = time.monotonic() - t0
     # the alternatives' ceilings: compression (gzip -1, the cheapest here) and docker load alone
@@ -265,10 +265,11 @@ def group_hosts(listing, group="spark"):
 
 
 def summary(runs):
-    """The medians of one side's rounds (rounds with rc 0 only; a failed round's time says
-    nothing): seconds, changed, task entries, seconds per role (a role absent from a round
-    counts 0 s there), ok/skipped per host."""
-    good = [r for r in runs if r["rc"] == 0]
+    """The medians of one side's rounds (rounds with rc 0 and changed=0 only: a failed
+    round's time says nothing, a round that changed something was no no-op): seconds,
+    changed, task entries, seconds per role (a role absent from a round counts 0 s there),
+    ok/skipped per host."""
+    good = [r for r in runs if r["rc"] == 0 and r["changed"] == 0]
     roles = sorted({role for r in good for role in r["roles"]})
     hosts = sorted({h for r in good for h in r["hosts"]})
     return {"rounds": len(runs), "good_rounds": len(good),
@@ -319,15 +320,17 @@ def noop_markdown(noop):
                                               f"{_num(sums[s]['task_entries'], '{:g}')}" for s in sides) + " |")
     target_name = f"{target} s ({noop['nodes']} nodes)" if target is not None else f"none for {noop['nodes']} nodes"
     verdicts = {s: verdict(sums[s]["seconds"], target) + (f"; {sums[s]['rounds'] - sums[s]['good_rounds']} of {sums[s]['rounds']} "
-                                                          "rounds failed" if sums[s]["good_rounds"] < sums[s]["rounds"] else "")
+                                                          "rounds failed or changed something" if sums[s]["good_rounds"] < sums[s]["rounds"] else "")
                 for s in sides}
     lines.append(f"| target: {target_name} | " + " | ".join(" | ".join([verdicts[s], "", ""]) for s in sides) + " |")
     lines.append("")
     loads = "; ".join(f"{s} {r['round']}: {r['load_before']} / {r['load_after']}"
                       for r_s in zip(*(noop[s]["runs"] for s in sides)) for s, r in zip(sides, r_s))
-    lines.append(f"Load average before / after each run: {loads}. Medians count the rounds that ended with rc 0; "
-                 "`changed` above 0 on a side means its tree and the lab's state differ (after the baseline's run the "
-                 "current one puts its own configuration back, and the other way round).")
+    settled = [f"{s} {noop[s]['settle']['seconds']:.0f} s, changed={noop[s]['settle']['changed']}"
+               for s in sides if noop[s].get("settle")]
+    lines.append(f"Load average before / after each run: {loads}. Medians count the rounds that ended with rc 0 "
+                 "and changed=0" + (f"; each tree first ran once to settle the lab to its own configuration "
+                                    f"(not counted: {'; '.join(settled)})" if settled else "") + ".")
     hosts = "; ".join(f"{s} " + ", ".join(f"{h} {_num(c['ok'], '{:g}')}/{_num(c['skipped'], '{:g}')}"
                                           for h, c in sums[s]["hosts"].items()) for s in sides)
     lines += ["", f"ok / skipped per host (median): {hosts}."]
@@ -465,7 +468,11 @@ def current_ref():
 
 
 def noop_site(inventory="inventory/lab", baseline=None, rounds=2):
-    """The no-op site.yml, `rounds` times, interleaved with the baseline's when one is given."""
+    """The no-op site.yml, `rounds` times per tree: the baseline's rounds first (when one is
+    given), then the current tree's. Where the two trees configure the nodes differently
+    (a file moved between them), the first run of each tree changes the lab back to what
+    that tree wants: with a baseline, each tree starts with one settling run, kept in the
+    record but not counted, so the counted rounds are true no-op runs on the same lab."""
     nodes = inventory_nodes(inventory_path(ROOT, inventory))
     noop = {"inventory": str(inventory), "nodes": len(nodes), "hosts": nodes, "target_s": noop_target(len(nodes)),
             "current": {"ref": current_ref(), "runs": []}, "baseline": None}
@@ -475,8 +482,10 @@ def noop_site(inventory="inventory/lab", baseline=None, rounds=2):
         seed_baseline_cache(tree)
         noop["baseline"] = {"ref": short, "sha": sha, "given": baseline, "tree": str(tree.relative_to(ROOT)), "runs": []}
         sides.insert(0, ("baseline", tree))
-    for n in range(1, rounds + 1):
-        for label, tree in sides:
+    for label, tree in sides:
+        if baseline:
+            noop[label]["settle"] = noop_run(tree, inventory_path(tree, inventory), label, 0)
+        for n in range(1, rounds + 1):
             noop[label]["runs"].append(noop_run(tree, inventory_path(tree, inventory), label, n))
     for label, _ in sides:
         mid = summary(noop[label]["runs"])["seconds"]
@@ -649,7 +658,7 @@ def render(r):
         f"| fan-out, same model, spark_cluster.node.fanout 4 streams (as `hf_cache` pulls it now, each blob hashed on arrival), rail 0 | {f4s:.1f} s = {f4:.2f} Gb/s ({f4x / 1e9:.2f} GB crossed rail 0) |",
         f"| fan-out, same model, spark_cluster.node.fanout 4 streams over both rails (a second, temporary rsync daemon on rail 1) | {fbs:.1f} s = {fb:.2f} Gb/s ({fbx / 1e9:.2f} GB crossed the rails) |",
         f"| image: `docker save` of {img['image']} ({img['tar_bytes'] / 1e6:.0f} MB tar) to a pipe | {img['save_s']:.1f} s = {save:.2f} Gb/s |",
-        f"| image ship: save -> spark_image_stream.py (rail 0) -> `docker load` | {img['ship_s']:.1f} s = {ship:.2f} Gb/s |",
+        f"| image ship: save -> spark_cluster.node.image_stream (rail 0) -> `docker load` | {img['ship_s']:.1f} s = {ship:.2f} Gb/s |",
         f"| `docker save` piped into `gzip -1` (a compressed ship's ceiling) | {img['gzip_s']:.1f} s = {gbps(img['tar_bytes'], img['gzip_s']):.2f} Gb/s of tar, "
         f"{img['gzip_bytes'] / img['tar_bytes']:.2f} of the size |",
         f"| `docker load -i` of the tar on the worker (layers already there) | {img['load_s']:.1f} s = {gbps(img['tar_bytes'], img['load_s']):.2f} Gb/s |",
