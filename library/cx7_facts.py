@@ -107,8 +107,8 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cluster.link.cx7 import discover
 from ansible.module_utils.spark_cluster.link.netlink import NetlinkReader
+from ansible.module_utils.spark_cluster.link.readings import read_twins
 
 
 def make_netlink():
@@ -125,14 +125,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        with make_netlink() as net:
-            result = discover(module.params["sysfs_root"], net, module.params["fallback_interfaces"],
-                              module.params["fallback_reason"])
-    except ImportError as exc:
-        module.fail_json(msg=f"cx7_facts needs pyroute2 on the target (python3-pyroute2): {exc}")
-    except OSError as exc:
-        module.fail_json(msg=f"cx7_facts could not read sysfs/netlink: {exc}")
+    p = module.params
+    result = read_twins(module, p["sysfs_root"], p["fallback_interfaces"], p["fallback_reason"], make_netlink)
     module.exit_json(changed=False, ansible_facts={"cx7": result})
 
 

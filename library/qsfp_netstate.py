@@ -119,53 +119,8 @@ ansible_facts:
           elements: str
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.spark_cluster.link.netconf import (
-    NETPLAN_DIRS,
-    NM_CONNECTION_FIELDS,
-    NM_DETAIL_FIELDS,
-    NM_DEVICE_FIELDS,
-    NetconfError,
-    build_state,
-    netplan_files,
-    parse_ip_addr,
-    parse_nm_connections,
-    parse_nm_details,
-    parse_nm_devices,
-    summary_lines,
-)
-
-
-def read_netplan(module, root):
-    import yaml
-
-    listing = {}
-    for directory in NETPLAN_DIRS:
-        real = os.path.join(root, directory.lstrip("/"))
-        if os.path.isdir(real):
-            listing[directory] = sorted(os.listdir(real))
-    files = []
-    for path in netplan_files(listing):
-        real = os.path.join(root, path.lstrip("/"))
-        try:
-            with open(real, encoding="utf-8") as handle:
-                text = handle.read()
-            doc = yaml.safe_load(text) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            module.fail_json(msg=f"cannot read netplan file {path}: {exc}; fix or remove it "
-                                 "(netplan itself would refuse it)")
-        files.append((path, text, doc))
-    return files
-
-
-def nmcli(module, *args):
-    rc, out, err = module.run_command(["nmcli", "-t", *args])
-    if rc != 0:
-        module.fail_json(msg=f"nmcli {' '.join(args)} failed ({rc}): {err.strip()}")
-    return out
+from ansible.module_utils.spark_cluster.link.readings import read_netstate
 
 
 def main():
@@ -180,36 +135,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    rails = [{"interface": str(r["interface"]), "address": str(r["address"])} for r in p["rails"]]
-    files = read_netplan(module, p["root"])
-    rc, out, err = module.run_command(["ip", "-j", "addr", "show"])
-    if rc != 0:
-        module.fail_json(msg=f"ip -j addr show failed: {err.strip()}")
-    links = parse_ip_addr(json.loads(out or "[]"))
-
-    nm_running = False
-    connections, details, devices = [], {}, {}
-    if module.get_bin_path("nmcli"):
-        rc, out, _err = module.run_command(["nmcli", "-t", "-f", "RUNNING", "general"])
-        nm_running = rc == 0 and out.strip() == "running"
-    if nm_running:
-        connections = parse_nm_connections(nmcli(module, "-f", NM_CONNECTION_FIELDS, "connection", "show"))
-        for conn in connections:
-            rc, out, _err = module.run_command(
-                ["nmcli", "-t", "-f", NM_DETAIL_FIELDS, "connection", "show", "uuid", conn["uuid"]])
-            # a profile deleted between the listing and this call is simply not there
-            details[conn["uuid"]] = parse_nm_details(out) if rc == 0 else {}
-        devices = parse_nm_devices(nmcli(module, "-f", NM_DEVICE_FIELDS, "device"))
-    rc, out, _err = module.run_command(["systemctl", "is-active", "systemd-networkd"])
-    networkd_running = out.strip() == "active"
-
-    try:
-        state = build_state(rails, files, links, nm_running, connections, details, devices,
-                            requested_renderer=p["renderer"], own_path=p["netplan_path"],
-                            takeover=p["takeover"], networkd_running=networkd_running)
-    except (NetconfError, ValueError) as exc:
-        module.fail_json(msg=f"cannot make sense of the rails' configuration: {exc}")
-    state["summary"] = summary_lines(state)
+    state = read_netstate(module, p["rails"], p["renderer"], p["netplan_path"], p["takeover"], p["root"])
     module.exit_json(changed=False, ansible_facts={"qsfp_netstate": state})
 
 

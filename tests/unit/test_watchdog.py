@@ -109,6 +109,25 @@ def test_validate_command_refuses_short_thresholds(tmp_path, capsys):
     assert "would fire during a first start" in capsys.readouterr().err
 
 
+def _watchdog_filter():
+    path = ROOT / "roles/watchdog/filter_plugins/spark_watchdog.py"
+    spec = importlib.util.spec_from_file_location("spark_watchdog_filter", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FilterModule().filters()["spark_watchdog_problem"]
+
+
+def test_the_roles_filter_applies_the_programs_rules(tmp_path):
+    """roles/watchdog refuses on the controller what `validate` refuses on a node: the same
+    function, no copy (an empty string when the settings can work)."""
+    problem = _watchdog_filter()
+    assert problem(head_cfg(tmp_path)) == ""
+    assert "would fire during a first start" in problem(head_cfg(tmp_path, health_failures=1))
+    assert "spark_watchdog_agent_port is 0" in problem(head_cfg(tmp_path, agent_port=0))
+    tasks = (ROOT / "roles/watchdog/tasks/main.yml").read_text()
+    assert "spark_watchdog_problem" in tasks and "spark_cluster.node.watchdog\n      - validate" not in tasks
+
+
 # ------------------------------------------------------------------ metrics / SSE
 
 def test_metric_value_sums_label_sets():
