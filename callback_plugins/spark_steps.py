@@ -3,7 +3,8 @@ launch and finish) in reports/steps-<UTC>.json, steps-latest.json and steps-late
 
 The logic lives in module_utils/spark_cluster/reports/steps.py; this file only feeds it.
 The record is written at the end of every run, a failed one included (v2_playbook_on_stats);
-a run that changes nothing still writes one. Set SPARK_STEPS_DIR to write elsewhere.
+a run that changes nothing still writes one. Set SPARK_STEPS_DIR to write elsewhere; the
+newest SPARK_STEPS_KEEP (default 50) stamped records are kept, older ones removed.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ if _MODULE_UTILS not in sys.path:
 from spark_cluster.reports import steps as spark_steps  # noqa: E402
 
 
-def write_record(record, directory, t):
-    """reports/steps-<stamp>.json, steps-latest.json and steps-latest.md; the paths written."""
+def write_record(record, directory, t, keep=spark_steps.KEEP):
+    """reports/steps-<stamp>.json, steps-latest.json and steps-latest.md; the paths written.
+    Only the newest `keep` stamped records stay (SPARK_STEPS_KEEP)."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=2) + "\n"
@@ -50,6 +52,8 @@ def write_record(record, directory, t):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(content)
         os.replace(tmp, path)
+    for name in spark_steps.stale_records(os.listdir(directory), keep):
+        (directory / name).unlink(missing_ok=True)
     return paths
 
 
@@ -78,7 +82,8 @@ class CallbackModule(CallbackBase):
         failed = any(stats.failures.values()) or any(stats.dark.values())
         record = self._recorder.finish(now, ok=not failed)
         try:
-            paths = write_record(record, self._directory, now)
+            paths = write_record(record, self._directory, now,
+                                 int(os.environ.get("SPARK_STEPS_KEEP") or spark_steps.KEEP))
         except OSError as err:
             self._display.warning(f"spark_steps: the record of the steps was not written: {err}")
             return

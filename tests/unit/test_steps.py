@@ -114,6 +114,23 @@ def test_callback_writes_the_stamped_and_latest_files(tmp_path):
     assert not list((tmp_path / "reports").glob("*.tmp"))
 
 
+def test_only_the_newest_stamped_records_stay(tmp_path):
+    module = _callback_module()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for n in range(5):
+        (reports / f"steps-2026120{n}T000000Z.json").write_text("{}")
+    (reports / "link-latest.json").write_text("{}")
+    record = _run().finish(1600.0, ok=True)
+    module.write_record(record, reports, 1600.0, keep=3)
+    names = sorted(p.name for p in reports.iterdir())
+    # the new record's 1970 stamp sorts first: the oldest by name goes, whatever was written last
+    assert names == ["link-latest.json", "steps-20261202T000000Z.json", "steps-20261203T000000Z.json",
+                     "steps-20261204T000000Z.json", "steps-latest.json", "steps-latest.md"]
+    assert steps.stale_records(["steps-latest.json", "steps-a.json", "steps-b.json"], keep=1) == ["steps-a.json"]
+    assert steps.stale_records(["steps-a.json"], keep=5) == []
+
+
 PLAYBOOK = """
 - name: Long steps - start
   hosts: localhost

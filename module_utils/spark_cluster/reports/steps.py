@@ -48,6 +48,17 @@ def stamp(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+# stamped records kept in reports/ (every playbook run writes one; the tests run hundreds)
+KEEP = 50
+
+
+def stale_records(names, keep=KEEP):
+    """The stamped record names (steps-<stamp>.json) beyond the newest `keep`, oldest first:
+    what the callback removes after writing a new one (steps-latest.* are never among them)."""
+    stamped = sorted(n for n in names if n.startswith("steps-") and n.endswith(".json") and n != "steps-latest.json")
+    return stamped[:max(len(stamped) - keep, 0)]
+
+
 class StepRecorder:
     """Collects plays and marks as the callback sees them; finish() gives the record."""
 
