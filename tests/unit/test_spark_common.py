@@ -116,7 +116,7 @@ def test_day_two_plays_read_the_serving_settings_from_spark_common():
 
 def test_the_probe_layout_has_its_own_tasks_file():
     once = yaml.safe_load((COMMON / "tasks/once.yml").read_text())
-    assert [t.get("ansible.builtin.import_tasks") for t in once] == ["facts.yml", "probe_layout.yml", "topology.yml", None]
+    assert [t.get("ansible.builtin.import_tasks") for t in once] == [None, "facts.yml", "probe_layout.yml", "topology.yml", None]
     assert "spark_probe_directions" not in (COMMON / "tasks/facts.yml").read_text()
     assert "spark_probe_directions:" in (COMMON / "tasks/probe_layout.yml").read_text()
 
@@ -129,6 +129,10 @@ def test_the_shared_facts_are_one_skipped_include_after_the_first_play():
     assert "__spark_common_set is not defined" in main[0]["when"]
     once = yaml.safe_load((COMMON / "tasks/once.yml").read_text())
     assert once[-1]["ansible.builtin.set_fact"] == {"__spark_common_set": True}
+    # the shared settings' spec is checked there, once, not by Ansible at every role's run
+    # (an entry point "main" would be: spark_common is every role's dependency)
+    assert "argument_specs.settings.options" in once[0]["ansible.builtin.validate_argument_spec"]["argument_spec"]
+    assert set(yaml.safe_load((COMMON / "meta/argument_specs.yml").read_text())["argument_specs"]) == {"settings"}
     for name in ("facts.yml", "probe_layout.yml", "topology.yml"):
         assert "__spark_common_set" not in (COMMON / "tasks" / name).read_text(), name
 
