@@ -94,6 +94,13 @@ options:
     description: Node-side directory for server pidfiles and logs.
     type: path
     default: /tmp/spark-linkprobe
+  start_timeout:
+    description:
+      - Seconds a server (C(iperf3_servers), C(rdma_server)) may take to listen before
+        the module fails. A daemonized iperf3 that cannot bind its address (the rail's
+        address gone) exits without a word, so this is how long such a rail costs.
+    type: float
+    default: 10
   sysfs:
     description: Root of sysfs (tests).
     type: path
@@ -267,14 +274,14 @@ def mode_iperf3_servers(module, p):
             module.fail_json(msg="iperf3 server on port %d did not start: %s"
                              % (port, (err or out).strip()), argv=argv, rc=rc)
         started.append(port)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + p["start_timeout"]
     waiting = list(started)
     while waiting and time.monotonic() < deadline:
         waiting = [port for port in waiting if not tcp_listening(port)]
         if waiting:
             time.sleep(0.1)
     if waiting:
-        module.fail_json(msg="iperf3 servers not listening on %s after 10 s" % waiting)
+        module.fail_json(msg="iperf3 servers not listening on %s after %g s" % (waiting, p["start_timeout"]))
     return {"kind": "iperf3_servers", "ports": started}
 
 
@@ -343,7 +350,7 @@ def mode_rdma_server(module, p):
     with open(os.path.join(p["state_dir"], "ib_write_bw-%d.pid" % p["port"]), "w",
               encoding="ascii") as handle:
         handle.write(str(proc.pid))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + p["start_timeout"]
     while time.monotonic() < deadline and proc.poll() is None and not tcp_listening(p["port"]):
         time.sleep(0.1)
     if proc.poll() is not None:
@@ -399,6 +406,7 @@ def main():
             size=dict(type="int", default=65536),
             qps=dict(type="int", default=1),
             state_dir=dict(type="path", default="/tmp/spark-linkprobe"),
+            start_timeout=dict(type="float", default=10),
             sysfs=dict(type="path", default="/sys"),
         ),
         required_if=[("mode", m, ("target",)) for m in NEEDS_TARGET]
@@ -408,6 +416,8 @@ def main():
     p = module.params
     if p["processes"] < 1 or p["streams"] < 1:
         module.fail_json(msg="processes and streams must be >= 1")
+    if p["start_timeout"] <= 0:
+        module.fail_json(msg="start_timeout must be > 0")
     if module.check_mode and p["mode"] != "link":
         module.exit_json(changed=False, skipped=True,
                          msg="check mode: link_probe mode=%s not run" % p["mode"])

@@ -2,6 +2,7 @@
 (pytest --hosts=ansible://spark --ansible-inventory=inventory/lab)."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -77,6 +78,14 @@ def docker_sh(container, script, check=True, timeout=120):
     """Run a shell script in a lab node (docker exec), return the CompletedProcess."""
     return subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True,
                           text=True, check=check, timeout=timeout)
+
+
+def scenario_extra_vars():
+    """["-e", "@FILE"] when the molecule scenario gives its playbooks extra vars
+    (SPARK_LAB_EXTRA_VARS: networkd's vars/preflight.yml), else []: a test's own site.yml
+    run then sees the lab as the scenario's converge did. Put them first: a test's own -e wins."""
+    path = os.environ.get("SPARK_LAB_EXTRA_VARS", "")
+    return ["-e", f"@{path}"] if path else []
 
 
 def lab_vars(inventory=INVENTORY):

@@ -15,7 +15,7 @@ import sys
 import time
 
 import yaml
-from conftest import docker_sh, http_get, lab_flavour
+from conftest import docker_sh, http_get, lab_flavour, scenario_extra_vars
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = "spark-worker"
@@ -26,7 +26,7 @@ RAILS = ["enp1s0f1np1", "enP2p1s0f1np1"]
 def playbook(*args, timeout=1200):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     tool = pathlib.Path(sys.executable).with_name("ansible-playbook")
-    run = subprocess.run([str(tool), "-i", str(ROOT / "inventory" / "lab"), *args],
+    run = subprocess.run([str(tool), "-i", str(ROOT / "inventory" / "lab"), *scenario_extra_vars(), *args],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
     return run, run.stdout + run.stderr
 

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import re
+import time
 
 import pytest
 
@@ -276,6 +277,35 @@ def test_link_probe_rdma_that_ran_and_failed(run_main, spark_sysfs, monkeypatch)
     assert probe["measured"] is True and probe["ok"] is False and probe["rc"] == 1
     assert probe["argv"][:5] == ["/usr/bin/ib_write_bw", "-d", "rocep1s0f1", "-x", "3"]
     assert probe["error"]
+
+
+def silent_iperf3_server(monkeypatch):
+    """iperf3 -D that returns 0 and never listens (a server that cannot bind its address)."""
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/bin/" + name)
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **k: (0, "", ""))
+    monkeypatch.setattr(link_probe, "tcp_listening", lambda port: False)
+
+
+def test_link_probe_server_that_never_listens_fails_after_start_timeout(run_main, monkeypatch, tmp_path):
+    silent_iperf3_server(monkeypatch)
+    started = time.monotonic()
+    code, out = run_main(link_probe, {"mode": "iperf3_servers", "port": 5211, "processes": 2,
+                                      "source": "198.18.101.11", "state_dir": str(tmp_path),
+                                      "start_timeout": 0.3})
+    assert 0.3 <= time.monotonic() - started < 5
+    assert code == 1 and out["msg"] == "iperf3 servers not listening on [5211, 5212] after 0.3 s"
+
+
+def test_link_probe_server_start_timeout_defaults_to_ten_seconds(run_main, monkeypatch, tmp_path):
+    silent_iperf3_server(monkeypatch)
+    clock = iter(range(0, 1000, 3))  # every reading of the clock 3 s later
+    monkeypatch.setattr(link_probe.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(link_probe.time, "sleep", lambda seconds: None)
+    code, out = run_main(link_probe, {"mode": "iperf3_servers", "port": 5211, "state_dir": str(tmp_path)})
+    assert code == 1 and out["msg"] == "iperf3 servers not listening on [5211] after 10 s"
+    code, out = run_main(link_probe, {"mode": "iperf3_servers", "port": 5211, "state_dir": str(tmp_path),
+                                      "start_timeout": 0})
+    assert code == 1 and out["msg"] == "start_timeout must be > 0"
 
 
 def test_link_probe_refuses_zero_processes(run_main):

@@ -49,3 +49,23 @@ def test_the_lab_stages_its_stand_ins_before_site_yml():
     assert "prepare: prepare.yml" in molecule
     assert molecule.index("- prepare") < molecule.index("- converge")
     assert "lab/prepare.yml" in (ROOT / "molecule/default/prepare.yml").read_text()
+
+
+def test_the_networkd_scenario_seeds_the_rails_only_and_its_preflight_says_so():
+    """networkd's prepare is the default's rail seeding alone (no stand-ins); its preflight
+    runs whole with the extra vars of vars/preflight.yml, given to its converge and (through
+    SPARK_LAB_EXTRA_VARS) to the verify's site.yml runs. Only these two values may differ."""
+    import yaml
+
+    default = yaml.safe_load((ROOT / "molecule/default/prepare.yml").read_text())
+    assert [p["ansible.builtin.import_playbook"] for p in default] == ["seed_rails.yml", "../../lab/prepare.yml"]
+    seed = (ROOT / "molecule/default/seed_rails.yml").read_text()
+    assert "import_playbook" not in seed and "40-cx7.yaml" in seed
+    networkd = yaml.safe_load((ROOT / "molecule/networkd/molecule.yml").read_text())["ansible"]
+    assert networkd["playbooks"]["prepare"] == "../default/seed_rails.yml"
+    prefix = "${MOLECULE_PROJECT_DIRECTORY}/"
+    extra = [a.split("@", 1)[1] for a in networkd["executor"]["args"]["ansible_playbook"] if a.startswith("--extra-vars=@")]
+    assert extra == [networkd["env"]["SPARK_LAB_EXTRA_VARS"]]
+    assert extra[0].startswith(prefix)
+    values = yaml.safe_load((ROOT / extra[0][len(prefix):]).read_text())
+    assert values == {"hf_cache_download": True, "spark_lab_runtime_ref": ""}

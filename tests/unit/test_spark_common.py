@@ -278,3 +278,22 @@ def test_internal_names_stay_in_their_role():
                 continue
             owner = max(owners, key=len)
             assert rel.startswith(f"roles/{owner}/"), f"{rel} reads {var}, internal to roles/{owner}: make it a fact of that role"
+
+
+def test_argument_spec_defaults_are_the_roles_defaults():
+    """A default an argument spec states (ansible-doc and the role's docs show it) is the
+    value the role's defaults give; templated defaults are left out."""
+    drift = []
+    for spec in sorted(ROLES.glob("*/meta/argument_specs.yml")):
+        role = spec.parent.parent
+        defaults = {}
+        for f in sorted((role / "defaults").glob("*.yml")) + sorted((role / "defaults").glob("main/*.yml")):
+            defaults.update(yaml.safe_load(f.read_text()) or {})
+        for entry, body in yaml.safe_load(spec.read_text())["argument_specs"].items():
+            for name, option in (body.get("options") or {}).items():
+                value = defaults.get(name)
+                if "default" not in option or name not in defaults or (isinstance(value, str) and "{{" in value):
+                    continue
+                if option["default"] != value:
+                    drift.append(f"roles/{role.name} {entry} {name}: spec {option['default']!r}, defaults {value!r}")
+    assert drift == []
