@@ -39,6 +39,12 @@ options:
       group:
         description: Group name (left as is when omitted).
         type: str
+      recurse:
+        description: Also give O(directories[].owner) and O(directories[].group) (not the
+          mode) to everything below the directory, as M(ansible.builtin.file)'s C(recurse)
+          does; a symlink gets them itself, never what it points to.
+        type: bool
+        default: false
   files:
     description: Small files and their content (text).
     type: list
@@ -142,7 +148,8 @@ def main():
         argument_spec=dict(
             directories=dict(
                 type="list", elements="dict", default=[],
-                options=dict(path=dict(type="path", required=True), **dict(_ATTRS, mode=dict(type="str", default="0755"))),
+                options=dict(path=dict(type="path", required=True), recurse=dict(type="bool", default=False),
+                             **dict(_ATTRS, mode=dict(type="str", default="0755"))),
             ),
             files=dict(
                 type="list", elements="dict", default=[],

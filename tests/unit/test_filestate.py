@@ -81,6 +81,33 @@ def test_numeric_owner_and_group_need_no_entry(tmp_path):
     assert ensure_directory(str(target), "0755", "54321", "54322") is False
 
 
+def test_recurse_gives_the_owner_to_everything_below_not_the_mode(tmp_path):
+    hub = tmp_path / "hub"
+    blob = hub / "models--x" / "blobs" / "abc"
+    blob.parent.mkdir(parents=True)
+    blob.write_text("w")
+    os.chmod(blob, 0o600)
+    link = hub / "models--x" / "snapshot"
+    link.symlink_to(blob)
+    os.chmod(hub, 0o755)
+    # check mode sees the difference and changes nothing
+    assert apply([{"path": str(hub), "owner": "54321", "group": "54322", "recurse": True}], check=True) == [str(hub)]
+    assert os.lstat(blob).st_uid != 54321
+    assert ensure_directory(str(hub), "0755", "54321", "54322", recurse=True) is True
+    for path in (hub, blob.parent, blob, link):
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (54321, 54322), path
+    assert mode(blob) == 0o600  # the mode below is left alone
+    assert ensure_directory(str(hub), "0755", "54321", "54322", recurse=True) is False
+    # one file below given to someone else is found again, the directory itself unchanged
+    os.lchown(blob, 0, 0)
+    assert ensure_directory(str(hub), "0755", "54321", "54322", recurse=True) is True
+    assert os.lstat(blob).st_uid == 54321
+    # without recurse, only the directory itself counts
+    os.lchown(blob, 0, 0)
+    assert ensure_directory(str(hub), "0755", "54321", "54322") is False
+
+
 def test_unknown_owner_and_bad_mode_are_refused(tmp_path):
     with pytest.raises(FilesError, match="user 'no-such-user-here' does not exist"):
         ensure_directory(str(tmp_path / "d"), owner="no-such-user-here")

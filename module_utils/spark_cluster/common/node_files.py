@@ -60,8 +60,24 @@ def _set_attrs(path, mode, uid, gid):
     os.chmod(path, mode)
 
 
-def ensure_directory(path, mode="0755", owner=None, group=None, check=False):
-    """Create path (and its parents) as a directory with mode/owner/group. Changed or not."""
+def own_below(path, uid, gid, check=False):
+    """owner and group (None: leave as is) on everything below path, as the file module's
+    recurse does (modes untouched; a symlink itself, never what it points to). Changed or not."""
+    changed = False
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            entry = os.path.join(top, name)
+            st = os.lstat(entry)
+            if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
+                changed = True
+                if not check:
+                    os.lchown(entry, -1 if uid is None else uid, -1 if gid is None else gid)
+    return changed
+
+
+def ensure_directory(path, mode="0755", owner=None, group=None, check=False, recurse=False):
+    """Create path (and its parents) as a directory with mode/owner/group; with recurse, the
+    owner and group also on everything below it (own_below). Changed or not."""
     mode, (uid, gid) = mode_bits(mode), ids(owner, group)
     try:
         st = os.stat(path)
@@ -72,8 +88,9 @@ def ensure_directory(path, mode="0755", owner=None, group=None, check=False):
         return True
     if not stat.S_ISDIR(st.st_mode):
         raise FilesError(f"{path} exists and is not a directory: move it away, then re-run")
+    below = own_below(path, uid, gid, check) if recurse else False
     if not _attrs_differ(st, mode, uid, gid):
-        return False
+        return below
     if not check:
         _set_attrs(path, mode, uid, gid)
     return True
@@ -137,7 +154,8 @@ def apply(directories=(), files=(), absent=(), check=False, validator=None):
     which raises FilesError when the content is refused."""
     changed = []
     for entry in directories:
-        if ensure_directory(entry["path"], entry.get("mode") or "0755", entry.get("owner"), entry.get("group"), check):
+        if ensure_directory(entry["path"], entry.get("mode") or "0755", entry.get("owner"), entry.get("group"), check,
+                            bool(entry.get("recurse"))):
             changed.append(entry["path"])
     for entry in files:
         content = entry["content"]
