@@ -13,9 +13,15 @@ from __future__ import annotations
 
 def spark_stale_settings(hosts, hostvars, renamed, removed):
     renamed, removed = dict(renamed or {}), dict(removed or {})
+    names = sorted(set(renamed) | set(removed))
+    # hostvars[h] computes the host's variables each time: once per host, not once per name
+    seen = {}
+    for h in hosts:
+        host_vars = hostvars[h]
+        seen[str(h)] = {old for old in names if old in host_vars}
     lines = []
-    for old in sorted(set(renamed) | set(removed)):
-        where = [str(h) for h in hosts if old in hostvars[h]]
+    for old in names:
+        where = [h for h in seen if old in seen[h]]
         if not where:
             continue
         hosts_text = ", ".join(where)
