@@ -616,7 +616,7 @@ def render_noop_only(r):
         "",
         f"Written by `make bench` (scripts/bench_perf.py {r.get('options', '')}".rstrip() + f") on {r['when']}: {r['cores']} cores, "
         f"load average {' / '.join(r['load'])} (start / end). Only the no-op `site.yml` was measured "
-        f"(iperf3, fan-out and image ship skipped: {r.get('skipped')}); the trees ran in turns, so both saw the same load.",
+        f"(iperf3, fan-out and image ship skipped: {r.get('skipped')}); both trees ran on the same lab one after the other, each first settling it to its own configuration (the load of each run is below).",
         "",
         noop_markdown(noop).rstrip(),
         "",
